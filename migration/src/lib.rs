@@ -1,0 +1,18 @@
+//! Database schema of coupon-upload-api, as sea-orm migrations.
+//!
+//! The server applies pending migrations on start (`coupon-upload-api serve` and
+//! `coupon-upload-api migrate`); operators can also run this crate directly:
+//! `cargo run -p migration -- up` (see `main.rs`).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_init;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261125_000001_init::Migration)]
+    }
+}

@@ -1,0 +1,84 @@
+//! Configuration: command-line flags, each also read from the environment, parsed once at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://data/coupon-upload-api.db";
+
+/// Where the database is; shared by every subcommand that touches it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DbArgs {
+    /// `sqlite://path/file.db` (created if missing) or `postgres://user@host:5432/db`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+}
+
+/// `serve`'s settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+    /// Folder for uploaded and result files.
+    #[arg(long, env = "STORAGE_DIR", default_value = "data/files")]
+    pub storage_dir: PathBuf,
+    /// Base URL clients reach this server at, used in download links (default: `http://BIND`).
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Secret that signs download links; instances sharing storage must share it. Default: a
+    /// random secret kept in `STORAGE_DIR/../file-link-secret`, made on first start.
+    #[arg(long, env = "FILE_LINK_SECRET", hide_env_values = true)]
+    pub file_link_secret: Option<String>,
+    /// How long a download link stays valid, in seconds.
+    #[arg(long, env = "FILE_LINK_TTL_SECS", default_value_t = 3600)]
+    pub file_link_ttl_secs: i64,
+    /// Most database connections in the pool.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+    /// On a database with no coupon series, create a demo org with series, jobs and audience
+    /// groups, and print a READ_WRITE key for it.
+    #[arg(long)]
+    pub demo: bool,
+}
+
+impl ServeArgs {
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.bind))
+    }
+
+    /// The link-signing secret: configured, or kept beside the storage folder.
+    pub fn link_secret(&self) -> anyhow::Result<Vec<u8>> {
+        if let Some(s) = &self.file_link_secret {
+            anyhow::ensure!(
+                s.len() >= 16,
+                "FILE_LINK_SECRET must be at least 16 characters"
+            );
+            return Ok(s.as_bytes().to_vec());
+        }
+        let dir = self
+            .storage_dir
+            .parent()
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        let path = dir.join("file-link-secret");
+        if let Ok(existing) = std::fs::read_to_string(&path)
+            && existing.trim().len() >= 32
+        {
+            return Ok(existing.trim().as_bytes().to_vec());
+        }
+        std::fs::create_dir_all(if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            &dir
+        })?;
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+        Ok(secret.into_bytes())
+    }
+}

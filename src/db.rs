@@ -1,0 +1,127 @@
+//! Connecting to the database, applying migrations, and counting statements.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+/// Counts every SQL statement the service sends (sea-orm's metric callback). Exposed for
+/// metrics, and used by the tests that pin how many statements a query costs.
+#[derive(Clone, Default, Debug)]
+pub struct StatementCounter(Arc<AtomicU64>);
+
+impl StatementCounter {
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Options beyond the URL; the defaults suit the server.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    pub max_connections: u32,
+    /// PostgreSQL only: the schema to use (tests give each test its own).
+    pub search_path: Option<String>,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            search_path: None,
+        }
+    }
+}
+
+/// Opens a pool on `url` (`sqlite://…` or `postgres://…`). For SQLite the file and its folder
+/// are created, and the connection uses WAL with a busy timeout so readers never block the
+/// writer.
+pub async fn connect(
+    url: &str,
+    opts: &DbOptions,
+    counter: &StatementCounter,
+) -> anyhow::Result<DatabaseConnection> {
+    let mut url = url.to_owned();
+    if let Some(rest) = url.strip_prefix("sqlite:") {
+        let path = rest.trim_start_matches("//");
+        let file = path.split('?').next().unwrap_or_default();
+        if !file.is_empty() && file != ":memory:" {
+            if let Some(parent) = std::path::Path::new(file)
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(parent).with_context(|| {
+                    format!("creating the database folder {}", parent.display())
+                })?;
+            }
+            if !path.contains("mode=") {
+                url.push_str(if path.contains('?') {
+                    "&mode=rwc"
+                } else {
+                    "?mode=rwc"
+                });
+            }
+        }
+    }
+    let mut opt = ConnectOptions::new(url.clone());
+    opt.max_connections(opts.max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    if let Some(path) = &opts.search_path {
+        opt.set_schema_search_path(path.clone());
+    }
+    let mut db = Database::connect(opt)
+        .await
+        .with_context(|| format!("connecting to {}", redact(&url)))?;
+    let count = counter.0.clone();
+    db.set_metric_callback(move |_| {
+        count.fetch_add(1, Ordering::Relaxed);
+    });
+    Ok(db)
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> anyhow::Result<()> {
+    Migrator::up(db, None).await.context("applying migrations")
+}
+
+/// A database URL fit for logs: the password, if any, replaced.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let creds = &url[scheme + 3..at];
+            match creds.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &creds[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            super::redact("postgres://u:secret@h/db"),
+            "postgres://u:***@h/db"
+        );
+        assert_eq!(super::redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(super::redact("sqlite://data/x.db"), "sqlite://data/x.db");
+    }
+}

@@ -1,0 +1,25 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "audience_group")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub org_id: i64,
+    #[sea_orm(unique)]
+    pub coupon_series_id: i64,
+    pub name: String,
+    /// `UPLOAD`.
+    pub group_type: String,
+    pub status: String,
+    /// Distinct customers of the latest version.
+    pub customer_count: i64,
+    pub latest_version_number: i32,
+    pub created_on: DateTimeUtc,
+    pub updated_on: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

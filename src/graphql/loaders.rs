@@ -1,0 +1,84 @@
+//! Request-scoped DataLoaders: nested objects of a page of jobs load in one statement per kind,
+//! however many jobs the page holds. Each loader carries the caller's org, so it can only load
+//! that org's rows (the DataLoader examples keep loaders schema-wide, where no org is known).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
+
+use crate::domain::OrgContext;
+use crate::entity::{audience_group, audience_group_version, coupon_series};
+use crate::error::AppError;
+use crate::service::Service;
+
+pub struct Loaders {
+    pub coupon_series: DataLoader<CouponSeriesById, HashMapCache>,
+    pub audience_group: DataLoader<AudienceGroupById, HashMapCache>,
+    pub audience_group_by_series: DataLoader<AudienceGroupBySeries, HashMapCache>,
+    pub audience_group_version: DataLoader<AudienceGroupVersionById, HashMapCache>,
+    pub versions_of_group: DataLoader<VersionsOfGroup, HashMapCache>,
+}
+
+impl Loaders {
+    pub fn new(service: Service, org: OrgContext) -> Self {
+        let scope = Scope { service, org };
+        fn dl<T: Loader<i64>>(l: T) -> DataLoader<T, HashMapCache> {
+            DataLoader::with_cache(l, tokio::spawn, HashMapCache::default())
+        }
+        Self {
+            coupon_series: dl(CouponSeriesById(scope.clone())),
+            audience_group: dl(AudienceGroupById(scope.clone())),
+            audience_group_by_series: dl(AudienceGroupBySeries(scope.clone())),
+            audience_group_version: dl(AudienceGroupVersionById(scope.clone())),
+            versions_of_group: dl(VersionsOfGroup(scope)),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Scope {
+    service: Service,
+    org: OrgContext,
+}
+
+macro_rules! org_loader {
+    ($name:ident, $value:ty, $method:ident) => {
+        pub struct $name(Scope);
+
+        impl Loader<i64> for $name {
+            type Value = $value;
+            type Error = Arc<AppError>;
+
+            async fn load(&self, keys: &[i64]) -> Result<HashMap<i64, Self::Value>, Self::Error> {
+                self.0
+                    .service
+                    .$method(&self.0.org, keys)
+                    .await
+                    .map_err(Arc::new)
+            }
+        }
+    };
+}
+
+org_loader!(CouponSeriesById, coupon_series::Model, coupon_series_by_ids);
+org_loader!(
+    AudienceGroupById,
+    audience_group::Model,
+    audience_groups_by_ids
+);
+org_loader!(
+    AudienceGroupBySeries,
+    audience_group::Model,
+    audience_groups_by_series_ids
+);
+org_loader!(
+    AudienceGroupVersionById,
+    audience_group_version::Model,
+    audience_group_versions_by_ids
+);
+org_loader!(
+    VersionsOfGroup,
+    Vec<audience_group_version::Model>,
+    audience_group_versions_by_group_ids
+);

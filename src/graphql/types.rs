@@ -1,0 +1,396 @@
+//! The object types. Each wraps the entity model the service returned; field names follow
+//! Capillary's status API exactly (DESIGN §1). Every object has `id: ID!` so client caches
+//! (Apollo Client, urql) normalize it.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, ErrorExtensions, ID, Object, Result};
+use chrono::{DateTime, Utc};
+
+use super::{request_ctx, service};
+use crate::domain::{
+    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType,
+    UploadJobStatus,
+};
+use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
+use crate::error::{AppError, GqlResultExt};
+use crate::service::{self, Page};
+
+/// GraphQL `Int` is 32-bit; counts are stored as 64-bit and saturate (never wrap) on the way out.
+fn int(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
+}
+
+fn id(n: i64) -> ID {
+    ID(n.to_string())
+}
+
+fn loader_err(e: Arc<AppError>) -> async_graphql::Error {
+    e.as_ref().extend()
+}
+
+fn stored_enum<T>(parse: fn(&str) -> Option<T>, raw: &str, what: &str) -> Result<T> {
+    parse(raw).ok_or_else(|| {
+        AppError::Internal(anyhow::anyhow!("unknown {what} {raw:?} in the database")).extend()
+    })
+}
+
+/// The upload status of one coupon series: the answer to `uploadStatus(couponSeriesId:)`.
+pub struct UploadStatus(pub service::UploadStatus);
+
+/// The upload status of one coupon series: the answer to `uploadStatus(couponSeriesId:)`.
+#[Object]
+impl UploadStatus {
+    /// Equal to `couponSeriesId`: one status per series.
+    async fn id(&self) -> ID {
+        id(self.0.series.id)
+    }
+    async fn org_id(&self) -> ID {
+        id(self.0.org_id)
+    }
+    async fn coupon_series_id(&self) -> ID {
+        id(self.0.series.id)
+    }
+    async fn coupon_series(&self) -> CouponSeries {
+        CouponSeries(self.0.series.clone())
+    }
+    /// The series' upload jobs, newest first. `status` keeps only jobs in those states;
+    /// `first` (default 50, at most 100) and `after` (the `jobId` of the last job of the previous
+    /// page) page through long histories.
+    async fn upload_job_statuses(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<Vec<UploadJobStatus>>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> Result<Vec<UploadJob>> {
+        let rc = request_ctx(ctx)?;
+        let after = after
+            .as_deref()
+            .map(|a| service::parse_id("`after`", a))
+            .transpose()
+            .gql()?;
+        let page = Page::new(first, after).gql()?;
+        let jobs = service(ctx)?
+            .upload_jobs(&rc.org, self.0.series.id, status.as_deref(), page)
+            .await
+            .gql()?;
+        Ok(jobs.into_iter().map(UploadJob).collect())
+    }
+}
+
+/// One upload of a CSV file to a coupon series, and where its processing stands.
+pub struct UploadJob(pub upload_job::Model);
+
+/// One upload of a CSV file to a coupon series, and where its processing stands.
+#[Object]
+impl UploadJob {
+    /// Equal to `jobId`.
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn job_id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn org_id(&self) -> ID {
+        id(self.0.org_id)
+    }
+    async fn coupon_series_id(&self) -> ID {
+        id(self.0.coupon_series_id)
+    }
+    async fn coupon_series(&self, ctx: &Context<'_>) -> Result<Option<CouponSeries>> {
+        let rc = request_ctx(ctx)?;
+        let s = rc
+            .loaders
+            .coupon_series
+            .load_one(self.0.coupon_series_id)
+            .await
+            .map_err(loader_err)?;
+        Ok(s.map(CouponSeries))
+    }
+    /// `STARTED` → `PROCESSING` → `FINISHED` or `ERRORED`; `CANCELLED` if cancelled.
+    async fn upload_status(&self) -> Result<UploadJobStatus> {
+        stored_enum(
+            UploadJobStatus::parse,
+            &self.0.upload_status,
+            "upload status",
+        )
+    }
+    async fn created_on(&self) -> DateTime<Utc> {
+        self.0.created_on
+    }
+    async fn updated_on(&self) -> DateTime<Utc> {
+        self.0.updated_on
+    }
+    /// Download link to the CSV of rejected rows; null until there is one.
+    async fn error_file_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(service(ctx)?.file_url(self.0.error_file_key.as_deref()))
+    }
+    /// Download link to the CSV of accepted rows; null until there is one.
+    async fn success_file_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(service(ctx)?.file_url(self.0.success_file_key.as_deref()))
+    }
+    /// Download link to the file exactly as uploaded; null once it has been purged.
+    async fn uploaded_file_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
+        Ok(service(ctx)?.file_url(self.0.uploaded_file_key.as_deref()))
+    }
+    /// Rows accepted and stored as coupons.
+    async fn total_uploaded_count(&self) -> i32 {
+        int(self.0.total_uploaded_count)
+    }
+    /// Data rows in the file, header excluded.
+    async fn actual_row_count(&self) -> i32 {
+        int(self.0.actual_row_count)
+    }
+    /// Rows rejected. When `FINISHED`: `totalUploadedCount + errorCount == actualRowCount`.
+    async fn error_count(&self) -> i32 {
+        int(self.0.error_count)
+    }
+    /// Rows read and judged so far (live progress while `PROCESSING`).
+    async fn processed_row_count(&self) -> i32 {
+        int(self.0.processed_row_count)
+    }
+    /// The table holding this job's uploaded rows.
+    async fn upload_table_name(&self) -> &str {
+        &self.0.upload_table_name
+    }
+    /// The client's file name, without path parts.
+    async fn uploaded_file_name(&self) -> &str {
+        &self.0.uploaded_file_name
+    }
+    /// How the file's rows name customers.
+    async fn customer_identifier(&self) -> Result<CustomerIdentifierType> {
+        stored_enum(
+            CustomerIdentifierType::parse,
+            &self.0.customer_identifier,
+            "customer identifier",
+        )
+    }
+    /// 0-based column of the customer identifier (tagged uploads).
+    async fn customer_identifier_column(&self) -> Option<i32> {
+        self.0.customer_identifier_column
+    }
+    /// 0-based column of the coupon code.
+    async fn coupon_code_column(&self) -> Option<i32> {
+        self.0.coupon_code_column
+    }
+    async fn has_header(&self) -> bool {
+        self.0.has_header
+    }
+    /// Why the job as a whole could not run (`ERRORED` only).
+    async fn error_reason(&self) -> Option<&str> {
+        self.0.error_reason.as_deref()
+    }
+    /// The audience group the tagged customers joined; null for `NOT_TAGGED` uploads.
+    async fn audience_group_id(&self) -> Option<ID> {
+        self.0.audience_group_id.map(id)
+    }
+    /// The audience group version this upload formed; null for `NOT_TAGGED` uploads.
+    async fn audience_group_version_id(&self) -> Option<ID> {
+        self.0.audience_group_version_id.map(id)
+    }
+    async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
+        let Some(gid) = self.0.audience_group_id else {
+            return Ok(None);
+        };
+        let rc = request_ctx(ctx)?;
+        let g = rc
+            .loaders
+            .audience_group
+            .load_one(gid)
+            .await
+            .map_err(loader_err)?;
+        Ok(g.map(AudienceGroup))
+    }
+    async fn audience_group_version(
+        &self,
+        ctx: &Context<'_>,
+    ) -> Result<Option<AudienceGroupVersion>> {
+        let Some(vid) = self.0.audience_group_version_id else {
+            return Ok(None);
+        };
+        let rc = request_ctx(ctx)?;
+        let v = rc
+            .loaders
+            .audience_group_version
+            .load_one(vid)
+            .await
+            .map_err(loader_err)?;
+        Ok(v.map(AudienceGroupVersion))
+    }
+}
+
+/// A coupon series: the campaign uploaded codes belong to.
+pub struct CouponSeries(pub coupon_series::Model);
+
+/// A coupon series: the campaign uploaded codes belong to.
+#[Object]
+impl CouponSeries {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn org_id(&self) -> ID {
+        id(self.0.org_id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn client_handling_type(&self) -> Result<ClientHandlingType> {
+        stored_enum(
+            ClientHandlingType::parse,
+            &self.0.client_handling_type,
+            "client handling type",
+        )
+    }
+    /// Most coupons the series may hold; -1 = unlimited.
+    async fn max_create(&self) -> i32 {
+        int(self.0.max_create)
+    }
+    async fn allow_multiple_per_customer(&self) -> bool {
+        self.0.allow_multiple_per_customer
+    }
+    async fn code_max_length(&self) -> i32 {
+        self.0.code_max_length
+    }
+    /// Coupons uploaded to the series so far.
+    async fn num_uploaded_total(&self) -> i32 {
+        int(self.0.num_uploaded_total)
+    }
+    async fn created_on(&self) -> DateTime<Utc> {
+        self.0.created_on
+    }
+    async fn updated_on(&self) -> DateTime<Utc> {
+        self.0.updated_on
+    }
+    /// The audience group formed by the series' tagged uploads; null until the first one.
+    async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
+        let rc = request_ctx(ctx)?;
+        let g = rc
+            .loaders
+            .audience_group_by_series
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_err)?;
+        Ok(g.map(AudienceGroup))
+    }
+}
+
+/// The customers named by a series' tagged uploads (`type: UPLOAD`), versioned per upload.
+pub struct AudienceGroup(pub audience_group::Model);
+
+/// The customers named by a series' tagged uploads (`type: UPLOAD`), versioned per upload.
+#[Object]
+impl AudienceGroup {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn org_id(&self) -> ID {
+        id(self.0.org_id)
+    }
+    async fn coupon_series_id(&self) -> ID {
+        id(self.0.coupon_series_id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    #[graphql(name = "type")]
+    async fn group_type(&self) -> Result<AudienceGroupType> {
+        stored_enum(
+            AudienceGroupType::parse,
+            &self.0.group_type,
+            "audience group type",
+        )
+    }
+    async fn status(&self) -> Result<AudienceGroupStatus> {
+        stored_enum(
+            AudienceGroupStatus::parse,
+            &self.0.status,
+            "audience group status",
+        )
+    }
+    /// Distinct customers in the latest version.
+    async fn customer_count(&self) -> i32 {
+        int(self.0.customer_count)
+    }
+    async fn created_on(&self) -> DateTime<Utc> {
+        self.0.created_on
+    }
+    async fn updated_on(&self) -> DateTime<Utc> {
+        self.0.updated_on
+    }
+    /// Every version, newest first.
+    async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<AudienceGroupVersion>> {
+        let rc = request_ctx(ctx)?;
+        let vs = rc
+            .loaders
+            .versions_of_group
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_err)?;
+        Ok(vs
+            .unwrap_or_default()
+            .into_iter()
+            .map(AudienceGroupVersion)
+            .collect())
+    }
+    async fn latest_version(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroupVersion>> {
+        let rc = request_ctx(ctx)?;
+        let vs = rc
+            .loaders
+            .versions_of_group
+            .load_one(self.0.id)
+            .await
+            .map_err(loader_err)?;
+        Ok(vs
+            .and_then(|v| v.into_iter().next())
+            .map(AudienceGroupVersion))
+    }
+}
+
+/// One version of an audience group: the customers of one tagged upload.
+pub struct AudienceGroupVersion(pub audience_group_version::Model);
+
+/// One version of an audience group: the customers of one tagged upload.
+#[Object]
+impl AudienceGroupVersion {
+    async fn id(&self) -> ID {
+        id(self.0.id)
+    }
+    async fn audience_group_id(&self) -> ID {
+        id(self.0.audience_group_id)
+    }
+    async fn version_number(&self) -> i32 {
+        self.0.version_number
+    }
+    /// Distinct customers named by the upload.
+    async fn customer_count(&self) -> i32 {
+        int(self.0.customer_count)
+    }
+    async fn status(&self) -> Result<AudienceGroupStatus> {
+        stored_enum(
+            AudienceGroupStatus::parse,
+            &self.0.status,
+            "audience group version status",
+        )
+    }
+    /// The upload job that formed this version.
+    async fn upload_job_id(&self) -> Option<ID> {
+        self.0.upload_job_id.map(id)
+    }
+    async fn created_on(&self) -> DateTime<Utc> {
+        self.0.created_on
+    }
+    async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
+        let rc = request_ctx(ctx)?;
+        let g = rc
+            .loaders
+            .audience_group
+            .load_one(self.0.audience_group_id)
+            .await
+            .map_err(loader_err)?;
+        Ok(g.map(AudienceGroup))
+    }
+}

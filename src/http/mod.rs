@@ -1,0 +1,47 @@
+//! HTTP transport: the router and its handlers. Handlers authenticate, call the service layer,
+//! and shape its answer for their protocol; the rules live in `crate::service`.
+
+mod auth;
+mod files;
+mod graphql;
+mod health;
+pub mod playground;
+mod rest;
+
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::db::StatementCounter;
+use crate::graphql::AppSchema;
+use crate::service::Service;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Service,
+    pub schema: AppSchema,
+    pub statements: StatementCounter,
+}
+
+impl AppState {
+    pub fn new(service: Service, statements: StatementCounter) -> Self {
+        let schema = crate::graphql::build_schema(service.clone());
+        Self {
+            service,
+            schema,
+            statements,
+        }
+    }
+}
+
+/// The whole HTTP API in one place.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(graphql::router())
+        .merge(rest::router())
+        .merge(files::router())
+        .merge(health::router())
+        .merge(playground::router())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

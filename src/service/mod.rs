@@ -1,0 +1,107 @@
+//! The service layer: the one place for the rules. GraphQL resolvers and REST handlers call it
+//! and nothing else; it is the only code that builds queries.
+//!
+//! Every method that reads or changes tenant data takes the caller's [`OrgContext`] and filters
+//! by its org itself, so a transport cannot forget to. Something that exists in another org is
+//! indistinguishable from something that does not exist: both are `NOT_FOUND` (or `None`).
+
+mod api_keys;
+mod audience;
+mod series;
+mod status;
+
+pub use api_keys::NewApiKey;
+pub use series::SeriesPage;
+pub use status::UploadStatus;
+
+use crate::domain::OrgContext;
+use crate::error::{AppError, AppResult};
+use crate::links::FileLinks;
+use crate::storage::{Storage, StoredFile};
+use sea_orm::DatabaseConnection;
+
+/// Page size used when a client does not ask for one.
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+/// The most items one page may hold; asking for more is `BAD_USER_INPUT`.
+pub const MAX_PAGE_SIZE: u64 = 100;
+
+#[derive(Clone)]
+pub struct Service {
+    db: DatabaseConnection,
+    storage: Storage,
+    links: FileLinks,
+}
+
+impl Service {
+    pub fn new(db: DatabaseConnection, storage: Storage, links: FileLinks) -> Self {
+        Self { db, storage, links }
+    }
+
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// A signed, expiring download link for a stored file.
+    pub fn file_url(&self, key: Option<&str>) -> Option<String> {
+        key.map(|k| self.links.url(k))
+    }
+
+    /// The stored file a download link names, if the link is genuine and current.
+    pub async fn open_linked_file(
+        &self,
+        key: &str,
+        expires: i64,
+        sig: &str,
+    ) -> AppResult<Option<StoredFile>> {
+        if !self.links.verify(key, expires, sig) {
+            return Err(AppError::Forbidden(
+                "this download link is invalid or has expired".into(),
+            ));
+        }
+        Ok(self.storage.open(key).await?)
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// `true` when the database answers.
+    pub async fn ready(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+}
+
+/// Keyset paging: `first` items after the item whose id is `after`, newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Page {
+    pub first: u64,
+    pub after: Option<i64>,
+}
+
+impl Page {
+    pub fn new(first: Option<i32>, after: Option<i64>) -> AppResult<Self> {
+        let first = match first {
+            None => DEFAULT_PAGE_SIZE,
+            Some(n) if (0..=MAX_PAGE_SIZE as i32).contains(&n) => n as u64,
+            Some(n) => {
+                return Err(AppError::BadUserInput(format!(
+                    "`first` must be between 0 and {MAX_PAGE_SIZE}, got {n}"
+                )));
+            }
+        };
+        Ok(Self { first, after })
+    }
+}
+
+/// Parses a client-supplied id (`ID` in GraphQL, a path segment in REST).
+pub fn parse_id(what: &str, raw: &str) -> AppResult<i64> {
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| AppError::BadUserInput(format!("{what} must be a positive integer id")))
+}
+
+pub(crate) fn org_of(org: &OrgContext) -> i64 {
+    org.org_id
+}

@@ -1,0 +1,32 @@
+//! Building the app from configuration: database (migrated), storage, links, service, schema.
+//! The binary and the integration tests both come through here.
+
+use std::path::Path;
+
+use crate::db::{self, DbOptions, StatementCounter};
+use crate::http::AppState;
+use crate::links::FileLinks;
+use crate::service::Service;
+use crate::storage::Storage;
+
+pub struct AppSettings<'a> {
+    pub database_url: &'a str,
+    pub db: DbOptions,
+    pub storage_dir: &'a Path,
+    pub public_url: &'a str,
+    pub link_secret: &'a [u8],
+    pub link_ttl_secs: i64,
+}
+
+/// Connects, applies pending migrations, and assembles the state every handler shares.
+pub async fn build_state(s: AppSettings<'_>) -> anyhow::Result<AppState> {
+    let statements = StatementCounter::default();
+    let conn = db::connect(s.database_url, &s.db, &statements).await?;
+    db::migrate(&conn).await?;
+    let storage = Storage::local(s.storage_dir)?;
+    let links = FileLinks::new(s.public_url, s.link_secret, s.link_ttl_secs);
+    Ok(AppState::new(
+        Service::new(conn, storage, links),
+        statements,
+    ))
+}

@@ -1,0 +1,65 @@
+//! Where files live: uploaded CSVs and the error/success files made from them. Backed by the
+//! `object_store` crate, so the same code runs on a local folder (the default) and, later, on an
+//! S3-compatible bucket.
+//!
+//! Keys are `org/<orgId>/jobs/<jobId>/<name>`; the org in the key is what lets a signed link be
+//! checked against nothing but itself.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use bytes::Bytes;
+use futures_util::stream::BoxStream;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+#[derive(Clone, Debug)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+}
+
+/// A stored file, opened for streaming.
+pub struct StoredFile {
+    pub size: u64,
+    pub stream: BoxStream<'static, object_store::Result<Bytes>>,
+}
+
+impl Storage {
+    /// A local folder, created if missing.
+    pub fn local(dir: &std::path::Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the storage folder {}", dir.display()))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .with_context(|| format!("opening the storage folder {}", dir.display()))?;
+        Ok(Self {
+            store: Arc::new(store),
+        })
+    }
+
+    pub fn job_key(org_id: i64, job_id: i64, name: &str) -> String {
+        format!("org/{org_id}/jobs/{job_id}/{name}")
+    }
+
+    pub async fn put(&self, key: &str, data: impl Into<Bytes>) -> anyhow::Result<()> {
+        let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
+        self.store
+            .put(&path, PutPayload::from_bytes(data.into()))
+            .await
+            .with_context(|| format!("storing {key}"))?;
+        Ok(())
+    }
+
+    /// `None` when there is no such file.
+    pub async fn open(&self, key: &str) -> anyhow::Result<Option<StoredFile>> {
+        let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(StoredFile {
+                size: got.meta.size,
+                stream: got.into_stream(),
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("reading {key}"))),
+        }
+    }
+}
