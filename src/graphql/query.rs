@@ -32,7 +32,7 @@ fn parse_series_cursor(cursor: &str) -> AppResult<i64> {
         .ok_or_else(|| AppError::BadUserInput("`after` is not a cursor this API returned".into()))
 }
 
-#[Object]
+#[Object(name = "Query")]
 impl QueryRoot {
     /// Where the uploads of a coupon series stand (Capillary's "Get Uploaded Coupons' Status").
     /// `NOT_FOUND` when the series does not exist in the caller's org.
@@ -66,7 +66,7 @@ impl QueryRoot {
             .map(CouponSeries))
     }
 
-    /// The caller's coupon series, newest first (Relay connection; `first` default 50, at most 100).
+    /// The caller's coupon series, newest first (Relay connection; `first` default 100, at most 500).
     async fn coupon_series_list(
         &self,
         ctx: &Context<'_>,

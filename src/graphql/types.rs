@@ -55,7 +55,7 @@ impl UploadStatus {
         CouponSeries(self.0.series.clone())
     }
     /// The series' upload jobs, newest first. `status` keeps only jobs in those states;
-    /// `first` (default 50, at most 100) and `after` (the `jobId` of the last job of the previous
+    /// `first` (default 100, at most 500) and `after` (the `jobId` of the last job of the previous
     /// page) page through long histories.
     async fn upload_job_statuses(
         &self,
@@ -75,8 +75,68 @@ impl UploadStatus {
             .upload_jobs(&rc.org, self.0.series.id, status.as_deref(), page)
             .await
             .gql()?;
+        prime_job_loaders(ctx, rc, &self.0.series, &jobs).await?;
         Ok(jobs.into_iter().map(UploadJob).collect())
     }
+}
+
+/// Loads, in one statement per kind, the nested objects the query selects under a list of jobs,
+/// into the request's DataLoader caches. Without this, the DataLoaders' time-based batching
+/// splits a long list into several batches whenever resolving it outlasts the batch delay
+/// (seen: 15 statements for 200 jobs on SQLite, 47 on PostgreSQL, instead of 7).
+async fn prime_job_loaders(
+    ctx: &Context<'_>,
+    rc: &super::RequestContext,
+    series: &coupon_series::Model,
+    jobs: &[upload_job::Model],
+) -> Result<()> {
+    use std::collections::BTreeSet;
+    let look = ctx.look_ahead();
+    let l = &rc.loaders;
+    l.coupon_series.feed_one(series.id, series.clone()).await;
+    let groups: BTreeSet<i64> = jobs.iter().filter_map(|j| j.audience_group_id).collect();
+    let versions: BTreeSet<i64> = jobs
+        .iter()
+        .filter_map(|j| j.audience_group_version_id)
+        .collect();
+    let group_sel = look.field("audienceGroup");
+    let version_sel = look.field("audienceGroupVersion");
+    let need_groups = group_sel.exists() || version_sel.field("audienceGroup").exists();
+    let need_group_versions =
+        group_sel.field("versions").exists() || group_sel.field("latestVersion").exists();
+    let (g, gv, v) = futures_util::join!(
+        async {
+            if need_groups && !groups.is_empty() {
+                l.audience_group
+                    .load_many(groups.iter().copied())
+                    .await
+                    .map(drop)
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if need_group_versions && !groups.is_empty() {
+                l.versions_of_group
+                    .load_many(groups.iter().copied())
+                    .await
+                    .map(drop)
+            } else {
+                Ok(())
+            }
+        },
+        async {
+            if version_sel.exists() && !versions.is_empty() {
+                l.audience_group_version
+                    .load_many(versions.iter().copied())
+                    .await
+                    .map(drop)
+            } else {
+                Ok(())
+            }
+        },
+    );
+    g.and(gv).and(v).map_err(loader_err)
 }
 
 /// One upload of a CSV file to a coupon series, and where its processing stands.

@@ -4,19 +4,19 @@
 //! `{"success":false,"status":<http status>,"message":…,"errors":[{"code":…,"message":…}]}`.
 //! Ids are integers, timestamps epoch-millisecond strings, absent audience ids `0`.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
 use super::auth::presented_key;
 use crate::entity::upload_job;
 use crate::error::AppError;
-use crate::service::{MAX_PAGE_SIZE, Page, Service, parse_id};
+use crate::service::{Page, Service, parse_id};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -107,18 +107,37 @@ impl RestUploadJob {
     }
 }
 
-/// `GET /coupon/api/v1/upload/getUploadStatus/{couponSeriesId}`: the newest
-/// [`MAX_PAGE_SIZE`] jobs of the series.
+/// Paging beyond Capillary's API: `?limit=` (default 100, at most 500) and `?after=<jobId>`.
+#[derive(Deserialize)]
+struct StatusParams {
+    limit: Option<String>,
+    after: Option<String>,
+}
+
+/// `GET /coupon/api/v1/upload/getUploadStatus/{couponSeriesId}`: the series' jobs, newest first.
 async fn get_upload_status(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(raw_id): Path<String>,
+    Query(params): Query<StatusParams>,
 ) -> Response {
     let run = async {
         let org = state.service.authenticate(presented_key(&headers)).await?;
         let series_id = parse_id("couponSeriesId", &raw_id)?;
+        let limit = match params.limit.as_deref() {
+            None => None,
+            Some(raw) => Some(
+                raw.parse::<i32>()
+                    .map_err(|_| AppError::BadUserInput("`limit` must be an integer".into()))?,
+            ),
+        };
+        let after = params
+            .after
+            .as_deref()
+            .map(|a| parse_id("`after`", a))
+            .transpose()?;
+        let page = Page::new(limit, after)?;
         let status = state.service.upload_status(&org, series_id).await?;
-        let page = Page::new(Some(MAX_PAGE_SIZE as i32), None)?;
         let jobs = state
             .service
             .upload_jobs(&org, series_id, None, page)

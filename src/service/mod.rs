@@ -21,9 +21,9 @@ use crate::storage::{Storage, StoredFile};
 use sea_orm::DatabaseConnection;
 
 /// Page size used when a client does not ask for one.
-pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
 /// The most items one page may hold; asking for more is `BAD_USER_INPUT`.
-pub const MAX_PAGE_SIZE: u64 = 100;
+pub const MAX_PAGE_SIZE: u64 = 500;
 
 #[derive(Clone)]
 pub struct Service {

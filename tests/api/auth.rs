@@ -1,0 +1,152 @@
+//! API keys: missing, malformed, unknown, revoked; both headers; READ keys.
+
+use coupon_upload_api::domain::Permission;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db_tests;
+use crate::fixtures::{ORG_A, seed};
+use crate::helpers::{TestApp, code};
+
+db_tests!(
+    missing_or_bad_keys_are_unauthenticated,
+    revoked_keys_stop_working_at_once,
+    capillary_header_and_read_keys_are_accepted,
+);
+
+const Q: &str = "query($id: ID!) { uploadStatus(couponSeriesId: $id) { orgId } }";
+
+async fn missing_or_bad_keys_are_unauthenticated(app: TestApp) {
+    let f = seed(&app).await;
+    let real = app.key(ORG_A, Permission::ReadWrite).await;
+    let vars = json!({ "id": f.series.to_string() });
+    let mut tampered = real.clone();
+    tampered.replace_range(
+        real.len() - 1..,
+        if real.ends_with('0') { "1" } else { "0" },
+    );
+    for key in [
+        None,
+        Some(""),
+        Some("nonsense"),
+        Some(tampered.as_str()),
+        Some(&"x".repeat(10_000)),
+    ] {
+        let (status, body) = app.gql(key, Q, vars.clone()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{key:?}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+        assert_eq!(body.get("data"), None, "nothing executed: {body}");
+    }
+    // Schemes other than Bearer are not keys.
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("Authorization", format!("Basic {real}"))
+        .json(&json!({ "query": Q, "variables": vars }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        res.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    // A garbage body from an unauthenticated client is never parsed: still 401.
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    // REST: Capillary's envelope with the status.
+    let (status, body) = app
+        .rest_get(
+            &format!("/coupon/api/v1/upload/getUploadStatus/{}", f.series),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["success"], false);
+    assert_eq!(body["status"], 401);
+    assert_eq!(body["errors"][0]["code"], "UNAUTHENTICATED");
+}
+
+async fn revoked_keys_stop_working_at_once(app: TestApp) {
+    let f = seed(&app).await;
+    let made = app
+        .state
+        .service
+        .create_api_key(ORG_A, "to revoke", Permission::ReadWrite)
+        .await
+        .expect("key");
+    let vars = json!({ "id": f.series.to_string() });
+    let (status, _) = app.gql(Some(&made.key), Q, vars.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let revoked = app
+        .state
+        .service
+        .revoke_api_key(made.record.id)
+        .await
+        .expect("revoke");
+    assert!(revoked.revoked_on.is_some());
+    let (status, body) = app.gql(Some(&made.key), Q, vars).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "UNAUTHENTICATED");
+    let (status, _) = app
+        .rest_get(
+            &format!("/coupon/api/v1/upload/getUploadStatus/{}", f.series),
+            Some(&made.key),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // Other keys of the org keep working; revoking again changes nothing.
+    let other = app.key(ORG_A, Permission::Read).await;
+    let (status, _) = app
+        .gql(Some(&other), Q, json!({ "id": f.series.to_string() }))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let again = app
+        .state
+        .service
+        .revoke_api_key(made.record.id)
+        .await
+        .expect("revoke again");
+    assert_eq!(again.revoked_on, revoked.revoked_on);
+    let listed = app
+        .state
+        .service
+        .list_api_keys(Some(ORG_A))
+        .await
+        .expect("list");
+    assert!(
+        listed
+            .iter()
+            .all(|k| !k.key_hash.contains(&made.key) && k.key_hash.len() == 64)
+    );
+}
+
+async fn capillary_header_and_read_keys_are_accepted(app: TestApp) {
+    let f = seed(&app).await;
+    let read = app.key(ORG_A, Permission::Read).await;
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .header("X-CAP-API-OAUTH-TOKEN", &read)
+        .json(&json!({ "query": Q, "variables": { "id": f.series.to_string() } }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["data"]["uploadStatus"]["orgId"], "1");
+    // A READ key reads everything its org has.
+    let data = app
+        .gql_ok(&read, "{ couponSeriesList { totalCount } }", json!({}))
+        .await;
+    assert_eq!(data["couponSeriesList"]["totalCount"], 2);
+}

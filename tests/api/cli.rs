@@ -1,0 +1,217 @@
+//! The binary itself: `api-key`, `print-schema`, and the README's first command, `serve --demo`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_coupon-upload-api");
+
+fn run(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run binary");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn api_key_commands_manage_keys_on_the_default_database() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ok, out, err) = run(
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--org-id",
+            "7",
+            "--name",
+            "ci",
+            "--permission",
+            "READ",
+        ],
+    );
+    assert!(ok, "{err}");
+    let key = out.lines().last().expect("key line");
+    assert!(
+        key.starts_with("cua_") && key.len() == 68,
+        "the key alone on the last line: {out}"
+    );
+    assert!(
+        dir.path().join("data/coupon-upload-api.db").exists(),
+        "default SQLite file created"
+    );
+
+    let (ok, list, _) = run(dir.path(), &["api-key", "list"]);
+    assert!(ok);
+    assert!(list.contains(&key[..12]), "listed by prefix: {list}");
+    assert!(!list.contains(key), "never the key itself: {list}");
+    assert!(list.contains("\t7\tREAD\t"), "{list}");
+
+    let (ok, _, err) = run(
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--org-id",
+            "7",
+            "--name",
+            "x",
+            "--permission",
+            "ADMIN",
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("READ_WRITE"), "{err}");
+
+    let (ok, out, err) = run(dir.path(), &["api-key", "revoke", "1"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("revoked API key id=1"), "{out}");
+    let (ok, _, err) = run(dir.path(), &["api-key", "revoke", "99"]);
+    assert!(!ok);
+    assert!(err.contains("not found"), "{err}");
+}
+
+#[test]
+fn print_schema_prints_the_committed_schema() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ok, out, err) = run(dir.path(), &["print-schema"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, crate::schema::current_sdl());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `serve --demo` on the SQLite default serves consistent demo data with the key it prints.
+#[tokio::test]
+async fn serve_demo_serves_consistent_data() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--demo", "--bind", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Killed(child);
+    let key = BufReader::new(stdout)
+        .lines()
+        .next()
+        .expect("a line")
+        .expect("utf-8");
+    assert!(key.starts_with("cua_"), "{key}");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let q = r#"{ couponSeriesList { totalCount edges { node { id numUploadedTotal } } } }"#;
+    let body: Value = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&key)
+        .json(&json!({ "query": q }))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let edges = body["data"]["couponSeriesList"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(edges.len() >= 3, "several series: {body}");
+    let (mut finished, mut errored, mut tagged) = (0, 0, 0);
+    for e in edges {
+        let id = e["node"]["id"].as_str().unwrap_or_default().to_owned();
+        let series_total = e["node"]["numUploadedTotal"].as_i64().unwrap_or(-1);
+        let q = r#"query($id: ID!) { uploadStatus(couponSeriesId: $id) { uploadJobStatuses {
+            uploadStatus totalUploadedCount errorCount actualRowCount errorFileUrl
+            audienceGroup { customerCount } audienceGroupVersion { versionNumber customerCount } } } }"#;
+        let body: Value = client
+            .post(format!("{base}/graphql"))
+            .bearer_auth(&key)
+            .json(&json!({ "query": q, "variables": { "id": id } }))
+            .send()
+            .await
+            .expect("send")
+            .json()
+            .await
+            .expect("json");
+        let jobs = body["data"]["uploadStatus"]["uploadJobStatuses"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let mut uploaded = 0;
+        for j in jobs {
+            let n = |f: &str| j[f].as_i64().unwrap_or(-1);
+            match j["uploadStatus"].as_str() {
+                Some("FINISHED") => {
+                    finished += 1;
+                    assert_eq!(
+                        n("totalUploadedCount") + n("errorCount"),
+                        n("actualRowCount"),
+                        "{j}"
+                    );
+                    uploaded += n("totalUploadedCount");
+                    let errors = client
+                        .get(j["errorFileUrl"].as_str().expect("error file"))
+                        .send()
+                        .await
+                        .expect("get");
+                    let lines = errors.text().await.expect("body").lines().count() as i64;
+                    assert_eq!(
+                        lines - 1,
+                        n("errorCount"),
+                        "error file lists every rejected row"
+                    );
+                }
+                Some("ERRORED") => errored += 1,
+                other => panic!("unexpected status {other:?}"),
+            }
+            if !j["audienceGroupVersion"].is_null() {
+                tagged += 1;
+                assert!(
+                    j["audienceGroupVersion"]["customerCount"]
+                        .as_i64()
+                        .unwrap_or(0)
+                        > 0
+                );
+            }
+        }
+        assert_eq!(
+            uploaded, series_total,
+            "series {id}: numUploadedTotal is the sum of its jobs"
+        );
+    }
+    assert!(
+        finished >= 3 && errored >= 1 && tagged >= 2,
+        "finished {finished}, errored {errored}, tagged {tagged}"
+    );
+    drop(guard);
+}

@@ -1,0 +1,221 @@
+//! A small, fully known data set, inserted through the project's entities.
+//!
+//! Org 1 has series `series` with three jobs (oldest first: a finished untagged job with
+//! rejected rows, an errored job, and a finished MOBILE-tagged job that formed audience group
+//! version 1), and an empty series. Org 2 has one series with one tagged job of its own.
+
+use chrono::{DateTime, Duration, Utc};
+use coupon_upload_api::entity::{
+    audience_group, audience_group_version, coupon_series, org, upload_job,
+};
+use coupon_upload_api::storage::Storage;
+use sea_orm::{ActiveModelTrait, Set};
+
+use crate::helpers::TestApp;
+
+pub const ORG_A: i64 = 1;
+pub const ORG_B: i64 = 2;
+
+pub struct Fixture {
+    pub series: i64,
+    pub empty_series: i64,
+    /// Oldest first.
+    pub jobs: [i64; 3],
+    pub group: i64,
+    pub version: i64,
+    pub other_series: i64,
+    pub other_job: i64,
+    pub other_group: i64,
+}
+
+pub fn t0() -> DateTime<Utc> {
+    "2026-01-10T08:00:00.123Z".parse().expect("time")
+}
+
+pub async fn insert_org(app: &TestApp, id: i64) {
+    org::ActiveModel {
+        id: Set(id),
+        name: Set(format!("org {id}")),
+        created_on: Set(t0()),
+    }
+    .insert(app.state.service.db())
+    .await
+    .expect("org");
+}
+
+pub async fn insert_series(app: &TestApp, org_id: i64, name: &str) -> coupon_series::Model {
+    coupon_series::ActiveModel {
+        org_id: Set(org_id),
+        name: Set(name.into()),
+        description: Set(format!("{name} description")),
+        client_handling_type: Set("DISC_CODE_PIN".into()),
+        max_create: Set(-1),
+        allow_multiple_per_customer: Set(false),
+        code_max_length: Set(20),
+        num_uploaded_total: Set(0),
+        created_on: Set(t0()),
+        updated_on: Set(t0()),
+        ..Default::default()
+    }
+    .insert(app.state.service.db())
+    .await
+    .expect("series")
+}
+
+/// A FINISHED untagged job with `rows` rows of which `errors` were rejected.
+pub fn job(org_id: i64, series_id: i64, created: DateTime<Utc>) -> upload_job::ActiveModel {
+    upload_job::ActiveModel {
+        org_id: Set(org_id),
+        coupon_series_id: Set(series_id),
+        upload_status: Set("FINISHED".into()),
+        customer_identifier: Set("NOT_TAGGED".into()),
+        customer_identifier_column: Set(None),
+        coupon_code_column: Set(Some(0)),
+        has_header: Set(true),
+        uploaded_file_name: Set("codes.csv".into()),
+        uploaded_file_key: Set(None),
+        uploaded_file_size: Set(100),
+        error_file_key: Set(None),
+        success_file_key: Set(None),
+        upload_table_name: Set("upload_row".into()),
+        actual_row_count: Set(0),
+        total_uploaded_count: Set(0),
+        error_count: Set(0),
+        processed_row_count: Set(0),
+        error_reason: Set(None),
+        audience_group_id: Set(None),
+        audience_group_version_id: Set(None),
+        cancel_requested: Set(false),
+        lease_owner: Set(None),
+        lease_expires_at: Set(None),
+        attempts: Set(1),
+        created_on: Set(created),
+        updated_on: Set(created + Duration::seconds(5)),
+        finished_on: Set(Some(created + Duration::seconds(5))),
+        ..Default::default()
+    }
+}
+
+pub async fn insert_group(
+    app: &TestApp,
+    org_id: i64,
+    series_id: i64,
+    customers: i64,
+) -> audience_group::Model {
+    audience_group::ActiveModel {
+        org_id: Set(org_id),
+        coupon_series_id: Set(series_id),
+        name: Set(format!("series {series_id} customers")),
+        group_type: Set("UPLOAD".into()),
+        status: Set("ACTIVE".into()),
+        customer_count: Set(customers),
+        latest_version_number: Set(1),
+        created_on: Set(t0()),
+        updated_on: Set(t0()),
+        ..Default::default()
+    }
+    .insert(app.state.service.db())
+    .await
+    .expect("group")
+}
+
+pub async fn insert_version(
+    app: &TestApp,
+    group: &audience_group::Model,
+    number: i32,
+    customers: i64,
+    job_id: Option<i64>,
+) -> audience_group_version::Model {
+    audience_group_version::ActiveModel {
+        org_id: Set(group.org_id),
+        audience_group_id: Set(group.id),
+        version_number: Set(number),
+        customer_count: Set(customers),
+        status: Set("ACTIVE".into()),
+        upload_job_id: Set(job_id),
+        created_on: Set(t0() + Duration::hours(2)),
+        ..Default::default()
+    }
+    .insert(app.state.service.db())
+    .await
+    .expect("version")
+}
+
+pub async fn seed(app: &TestApp) -> Fixture {
+    let db = app.state.service.db();
+    insert_org(app, ORG_A).await;
+    insert_org(app, ORG_B).await;
+    let series = insert_series(app, ORG_A, "WELCOME").await;
+    let empty = insert_series(app, ORG_A, "EMPTY").await;
+
+    let mut j1 = job(ORG_A, series.id, t0());
+    j1.uploaded_file_name = Set("first.csv".into());
+    j1.actual_row_count = Set(10);
+    j1.total_uploaded_count = Set(8);
+    j1.error_count = Set(2);
+    j1.processed_row_count = Set(10);
+    let j1 = j1.insert(db).await.expect("job 1");
+    let key = |name: &str| Storage::job_key(ORG_A, j1.id, name);
+    app.state
+        .service
+        .storage()
+        .put(
+            &key("errors.csv"),
+            "rowNumber,errorCode\n3,EMPTY_COUPON_CODE\n",
+        )
+        .await
+        .expect("put");
+    app.state
+        .service
+        .storage()
+        .put(&key("uploaded.csv"), "code\nA\n")
+        .await
+        .expect("put");
+    let mut j1u: upload_job::ActiveModel = j1.clone().into();
+    j1u.uploaded_file_key = Set(Some(key("uploaded.csv")));
+    j1u.error_file_key = Set(Some(key("errors.csv")));
+    j1u.success_file_key = Set(Some(key("success.csv")));
+    let j1 = j1u.update(db).await.expect("job 1 keys");
+
+    let mut j2 = job(ORG_A, series.id, t0() + Duration::hours(1));
+    j2.upload_status = Set("ERRORED".into());
+    j2.uploaded_file_name = Set("broken.csv".into());
+    j2.coupon_code_column = Set(Some(5));
+    j2.error_reason = Set(Some("couponCodeColumn 5 does not exist".into()));
+    let j2 = j2.insert(db).await.expect("job 2");
+
+    let group = insert_group(app, ORG_A, series.id, 4).await;
+    let mut j3 = job(ORG_A, series.id, t0() + Duration::hours(2));
+    j3.customer_identifier = Set("MOBILE".into());
+    j3.customer_identifier_column = Set(Some(1));
+    j3.uploaded_file_name = Set("vip.csv".into());
+    j3.actual_row_count = Set(5);
+    j3.total_uploaded_count = Set(4);
+    j3.error_count = Set(1);
+    j3.processed_row_count = Set(5);
+    j3.audience_group_id = Set(Some(group.id));
+    let j3 = j3.insert(db).await.expect("job 3");
+    let version = insert_version(app, &group, 1, 4, Some(j3.id)).await;
+    let mut j3u: upload_job::ActiveModel = j3.clone().into();
+    j3u.audience_group_version_id = Set(Some(version.id));
+    let j3 = j3u.update(db).await.expect("job 3 version");
+
+    let other = insert_series(app, ORG_B, "OTHER").await;
+    let other_group = insert_group(app, ORG_B, other.id, 1).await;
+    let mut jb = job(ORG_B, other.id, t0());
+    jb.customer_identifier = Set("EMAIL".into());
+    jb.audience_group_id = Set(Some(other_group.id));
+    let jb = jb.insert(db).await.expect("other job");
+    insert_version(app, &other_group, 1, 1, Some(jb.id)).await;
+
+    Fixture {
+        series: series.id,
+        empty_series: empty.id,
+        jobs: [j1.id, j2.id, j3.id],
+        group: group.id,
+        version: version.id,
+        other_series: other.id,
+        other_job: jb.id,
+        other_group: other_group.id,
+    }
+}

@@ -1,0 +1,167 @@
+//! Health, GraphiQL, GraphQL over GET, and signed download links.
+
+use coupon_upload_api::domain::Permission;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::db_tests;
+use crate::fixtures::{ORG_A, seed};
+use crate::helpers::TestApp;
+
+db_tests!(
+    health_and_readiness_need_no_key,
+    graphiql_is_served_offline,
+    graphql_over_get,
+    download_links_are_signed
+);
+
+async fn health_and_readiness_need_no_key(app: TestApp) {
+    for (path, expect) in [("/healthz", "ok"), ("/readyz", "ready")] {
+        let res = app
+            .client
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::OK, "{path}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["status"], expect);
+    }
+}
+
+async fn graphiql_is_served_offline(app: TestApp) {
+    let res = app
+        .client
+        .get(format!("{}/graphql", app.base))
+        .header("Accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.expect("html");
+    assert!(html.contains("graphiql"), "a GraphiQL page");
+    assert!(
+        !html.contains("https://") && !html.contains("http://"),
+        "no external URL in the page"
+    );
+    let assets: Vec<&str> = html
+        .split(['"', '\''])
+        .filter(|s| s.starts_with("/graphiql/assets/"))
+        .collect();
+    assert!(
+        assets.len() >= 4,
+        "scripts and styles are local: {assets:?}"
+    );
+    for a in assets {
+        let res = app
+            .client
+            .get(format!("{}{a}", app.base))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(res.status(), StatusCode::OK, "{a}");
+        assert!(res.bytes().await.expect("body").len() > 1000, "{a}");
+    }
+}
+
+async fn graphql_over_get(app: TestApp) {
+    let f = seed(&app).await;
+    let key = app.key(ORG_A, Permission::Read).await;
+    let query = format!(
+        "{{ uploadStatus(couponSeriesId: \"{}\") {{ orgId }} }}",
+        f.series
+    );
+    let url = format!("{}/graphql", app.base);
+    let res = app
+        .client
+        .get(&url)
+        .query(&[("query", &query)])
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body["data"]["uploadStatus"]["orgId"], "1");
+    let res = app
+        .client
+        .get(&url)
+        .query(&[("query", &query)])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+}
+
+async fn download_links_are_signed(app: TestApp) {
+    let f = seed(&app).await;
+    let key = app.key(ORG_A, Permission::Read).await;
+    let data = app
+        .gql_ok(
+            &key,
+            "query($id: ID!) { uploadJob(jobId: $id) { errorFileUrl uploadedFileUrl successFileUrl } }",
+            json!({ "id": f.jobs[0].to_string() }),
+        )
+        .await;
+    let url = data["uploadJob"]["errorFileUrl"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let res = app.client.get(&url).send().await.expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(
+        res.text().await.expect("body"),
+        "rowNumber,errorCode\n3,EMPTY_COUPON_CODE\n"
+    );
+    let uploaded = data["uploadJob"]["uploadedFileUrl"].as_str().expect("link");
+    assert_eq!(
+        app.client
+            .get(uploaded)
+            .send()
+            .await
+            .expect("send")
+            .text()
+            .await
+            .expect("body"),
+        "code\nA\n"
+    );
+
+    // The success file is referenced but was never stored: a valid link, and 404.
+    let success = data["uploadJob"]["successFileUrl"].as_str().expect("link");
+    assert_eq!(
+        app.client.get(success).send().await.expect("send").status(),
+        StatusCode::NOT_FOUND
+    );
+
+    let (path, query) = url.split_once('?').expect("query");
+    let expires: i64 = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("expires="))
+        .and_then(|v| v.parse().ok())
+        .expect("expires");
+    let other_key = path.replace("errors.csv", "uploaded.csv");
+    let sig_flipped = {
+        let mut u = url.clone();
+        let last = if u.ends_with('0') { "1" } else { "0" };
+        u.replace_range(u.len() - 1.., last);
+        u
+    };
+    for bad in [
+        format!("{other_key}?{query}"),
+        format!(
+            "{path}?{}",
+            query.replace(&expires.to_string(), &(expires + 3600).to_string())
+        ),
+        sig_flipped,
+        path.to_owned(),
+        format!("{path}?expires=1&sig=00"),
+        format!(
+            "{}/files/org/2/jobs/1/../../1/jobs/1/errors.csv?{query}",
+            app.base
+        ),
+    ] {
+        let res = app.client.get(&bad).send().await.expect("send");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{bad}");
+    }
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real router over HTTP, on SQLite and (with `TEST_POSTGRES_URL`)
+//! PostgreSQL. One test binary, so the app is compiled once.
+
+mod helpers;
+
+mod auth;
+mod cli;
+mod fixtures;
+mod http_misc;
+mod rest;
+mod schema;
+mod statements;
+mod status;

@@ -1,0 +1,75 @@
+//! Nested data comes through DataLoaders: the statements one `uploadStatus` request costs do
+//! not grow with the number of jobs it returns.
+
+use chrono::Duration;
+use coupon_upload_api::domain::Permission;
+use sea_orm::{ActiveModelTrait, Set};
+use serde_json::json;
+
+use crate::db_tests;
+use crate::fixtures::{insert_group, insert_org, insert_series, insert_version, job, t0};
+use crate::helpers::TestApp;
+
+db_tests!(statement_count_does_not_grow_with_jobs);
+
+const NESTED: &str = r#"query($id: ID!) { uploadStatus(couponSeriesId: $id) {
+    orgId couponSeries { id name audienceGroup { id } }
+    uploadJobStatuses(first: 500) {
+      jobId orgId couponSeriesId uploadStatus createdOn updatedOn errorFileUrl successFileUrl
+      uploadedFileUrl totalUploadedCount actualRowCount errorCount uploadTableName uploadedFileName
+      audienceGroupId audienceGroupVersionId customerIdentifier processedRowCount
+      couponSeries { id name }
+      audienceGroup { id name customerCount versions { id versionNumber } latestVersion { id } }
+      audienceGroupVersion { id versionNumber customerCount audienceGroup { id } }
+    } } }"#;
+
+/// A series of `n` MOBILE-tagged jobs, each with its own version of the series' group.
+async fn series_with_jobs(app: &TestApp, n: usize) -> i64 {
+    let db = app.state.service.db();
+    let series = insert_series(app, 1, &format!("S{n}")).await;
+    let group = insert_group(app, 1, series.id, 3).await;
+    for i in 0..n {
+        let mut j = job(1, series.id, t0() + Duration::minutes(i as i64));
+        j.customer_identifier = Set("MOBILE".into());
+        j.audience_group_id = Set(Some(group.id));
+        let j = j.insert(db).await.expect("job");
+        let v = insert_version(app, &group, i as i32 + 1, 3, Some(j.id)).await;
+        let mut u: coupon_upload_api::entity::upload_job::ActiveModel = j.into();
+        u.audience_group_version_id = Set(Some(v.id));
+        u.update(db).await.expect("job version");
+    }
+    series.id
+}
+
+async fn statements_for(app: &TestApp, key: &str, series: i64, jobs: usize) -> u64 {
+    let before = app.statements();
+    let data = app
+        .gql_ok(key, NESTED, json!({ "id": series.to_string() }))
+        .await;
+    let after = app.statements();
+    let got = &data["uploadStatus"]["uploadJobStatuses"];
+    assert_eq!(got.as_array().map(Vec::len), Some(jobs));
+    assert!(
+        got.as_array()
+            .into_iter()
+            .flatten()
+            .all(|j| j["audienceGroupVersion"]["id"].is_string())
+    );
+    after - before
+}
+
+async fn statement_count_does_not_grow_with_jobs(app: TestApp) {
+    insert_org(&app, 1).await;
+    let one = series_with_jobs(&app, 1).await;
+    let many = series_with_jobs(&app, 200).await;
+    let key = app.key(1, Permission::Read).await;
+    let for_one = statements_for(&app, &key, one, 1).await;
+    let for_many = statements_for(&app, &key, many, 200).await;
+    println!("statements per uploadStatus request: 1 job: {for_one}, 200 jobs: {for_many}");
+    assert_eq!(
+        for_one, for_many,
+        "statement count grew with the number of jobs"
+    );
+    // key lookup, series, jobs, then one batch each: job series, groups, group versions, versions.
+    assert!(for_many <= 7, "{for_many} statements for one request");
+}
