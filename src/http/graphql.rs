@@ -1,5 +1,8 @@
 //! `/graphql`: queries over POST and GET, and GraphiQL for browsers.
 
+use async_graphql::BatchRequest;
+use async_graphql::parser::types::Selection;
+use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{ACCEPT, WWW_AUTHENTICATE};
@@ -31,8 +34,13 @@ async fn graphql_get(state: State<AppState>, req: Request) -> Response {
     graphql(state, req).await
 }
 
-/// Authenticates before reading the body: an unauthenticated client gets 401 and its request
-/// is never parsed or executed.
+/// The most an unauthenticated client may send (enough for GraphiQL's introspection query).
+const ANONYMOUS_BODY_LIMIT: usize = 64 * 1024;
+
+/// Authenticates before executing anything. Without a valid key, the only thing that runs is a
+/// pure introspection query (the schema is public: it is `schema.graphql`), so GraphiQL can show
+/// the docs before a key is pasted; its body is read only up to [`ANONYMOUS_BODY_LIMIT`].
+/// Anything else gets 401 with `UNAUTHENTICATED`.
 async fn graphql(State(state): State<AppState>, req: Request) -> Response {
     let org = match state
         .service
@@ -40,19 +48,60 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
         .await
     {
         Ok(org) => org,
+        Err(e @ AppError::Unauthenticated(_)) => {
+            let (parts, body) = req.into_parts();
+            let Ok(bytes) = axum::body::to_bytes(body, ANONYMOUS_BODY_LIMIT).await else {
+                return error_response(e);
+            };
+            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+            return match parse(req, &state).await {
+                Ok(batch) if is_introspection_only(&batch) => {
+                    GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response()
+                }
+                _ => error_response(e),
+            };
+        }
         Err(e) => return error_response(e),
     };
-    let batch =
-        match GraphQLBatchRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-            req, &state,
-        )
-        .await
-        {
-            Ok(batch) => batch.into_inner(),
-            Err(rejection) => return rejection.into_response(),
-        };
+    let batch = match parse(req, &state).await {
+        Ok(batch) => batch,
+        Err(rejection) => return rejection,
+    };
     let ctx = RequestContext::new(state.service.clone(), org);
     GraphQLResponse::from(state.schema.execute_batch(batch.data(ctx)).await).into_response()
+}
+
+async fn parse(req: Request, state: &AppState) -> Result<BatchRequest, Response> {
+    GraphQLBatchRequest::<GraphQLRejection>::from_request(req, state)
+        .await
+        .map(|b| b.into_inner())
+        .map_err(IntoResponse::into_response)
+}
+
+/// `true` when every operation of every request selects only `__schema`, `__type` or
+/// `__typename` at its root.
+fn is_introspection_only(batch: &BatchRequest) -> bool {
+    let requests: Vec<&async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(rs) => rs.iter().collect(),
+    };
+    !requests.is_empty()
+        && requests.iter().all(|r| {
+            let Ok(doc) = async_graphql::parser::parse_query(&r.query) else {
+                return false;
+            };
+            doc.operations.iter().all(|(_, op)| {
+                op.node
+                    .selection_set
+                    .node
+                    .items
+                    .iter()
+                    .all(|sel| match &sel.node {
+                        Selection::Field(f) => f.node.name.node.starts_with("__"),
+                        _ => false,
+                    })
+            })
+        })
 }
 
 /// An error raised before execution, as a GraphQL response with `extensions.code`.

@@ -150,3 +150,44 @@ async fn capillary_header_and_read_keys_are_accepted(app: TestApp) {
         .await;
     assert_eq!(data["couponSeriesList"]["totalCount"], 2);
 }
+
+db_tests!(introspection_alone_needs_no_key);
+
+/// GraphiQL loads the schema before a key is pasted; nothing else runs without one.
+async fn introspection_alone_needs_no_key(app: TestApp) {
+    let f = seed(&app).await;
+    let (status, body) = app
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["__schema"]["queryType"]["name"], "Query");
+    let (status, body) = app
+        .gql(
+            Some("Bearer-less junk"),
+            "query Q { __type(name: \"UploadJob\") { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["data"]["__type"]["name"], "UploadJob");
+    for q in [
+        format!(
+            "{{ __typename uploadStatus(couponSeriesId: \"{}\") {{ orgId }} }}",
+            f.series
+        ),
+        "{ ...F } fragment F on Query { couponSeriesList { totalCount } }".to_owned(),
+        "{ __schema { queryType { name } } } query Other { couponSeriesList { totalCount } }"
+            .to_owned(),
+    ] {
+        let (status, body) = app.gql(None, &q, json!({})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{q}: {body}");
+        assert_eq!(code(&body), "UNAUTHENTICATED");
+    }
+    // An oversized anonymous body is refused without being parsed.
+    let huge = format!(
+        "{{ __schema {{ queryType {{ name }} }} }} #{}",
+        "x".repeat(100_000)
+    );
+    let (status, _) = app.gql(None, &huge, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
