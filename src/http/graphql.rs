@@ -56,7 +56,9 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             let req = Request::from_parts(parts, axum::body::Body::from(bytes));
             return match parse(req, &state).await {
                 Ok(batch) if is_introspection_only(&batch) => {
-                    GraphQLResponse::from(state.schema.execute_batch(batch).await).into_response()
+                    let mut res = state.schema.execute_batch(batch).await;
+                    code_client_errors(&mut res);
+                    GraphQLResponse::from(res).into_response()
                 }
                 _ => error_response(e),
             };
@@ -68,7 +70,26 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
         Err(rejection) => return rejection,
     };
     let ctx = RequestContext::new(state.service.clone(), org);
-    GraphQLResponse::from(state.schema.execute_batch(batch.data(ctx)).await).into_response()
+    let mut res = state.schema.execute_batch(batch.data(ctx)).await;
+    code_client_errors(&mut res);
+    GraphQLResponse::from(res).into_response()
+}
+
+/// Our own errors all carry `extensions.code`; the ones that do not come from async-graphql's
+/// parsing, validation and input coercion, which are the client's mistakes: `BAD_USER_INPUT`.
+fn code_client_errors(res: &mut async_graphql::BatchResponse) {
+    let responses: Vec<&mut async_graphql::Response> = match res {
+        async_graphql::BatchResponse::Single(r) => vec![r],
+        async_graphql::BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    for r in responses {
+        for e in &mut r.errors {
+            let ext = e.extensions.get_or_insert_with(Default::default);
+            if ext.get("code").is_none() {
+                ext.set("code", "BAD_USER_INPUT");
+            }
+        }
+    }
 }
 
 async fn parse(req: Request, state: &AppState) -> Result<BatchRequest, Response> {

@@ -33,7 +33,7 @@ pub const GRAPHQL_ENDPOINT: &str = "/graphql";
 /// Query pre-filled in the editor the first time the playground is opened
 /// (GraphiQL keeps the user's own tabs in localStorage afterwards).
 pub const DEFAULT_QUERY: &str = r#"# Paste your API key in the Headers tab below, then run.
-query UploadStatus($couponSeriesId: ID! = "1") {
+query UploadStatus($couponSeriesId: ID! = "2") {
   uploadStatus(couponSeriesId: $couponSeriesId) {
     orgId
     couponSeriesId
