@@ -37,6 +37,21 @@ pub struct ServeArgs {
     /// Most database connections in the pool.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
+    /// Largest upload accepted, in bytes (past it: HTTP 413, `PAYLOAD_TOO_LARGE`).
+    #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 512 * 1024 * 1024)]
+    pub max_upload_bytes: u64,
+    /// Where uploads are spooled while their request is read (default: the system's temp folder).
+    #[arg(long, env = "SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Rows per commit batch of the worker.
+    #[arg(long, env = "WORKER_BATCH_ROWS", default_value_t = 50_000)]
+    pub worker_batch_rows: i64,
+    /// Seconds a job's lease lasts without renewal; after it another instance takes over.
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 15)]
+    pub job_lease_secs: u64,
+    /// Serve the API only; process no jobs (for instances dedicated to traffic).
+    #[arg(long, env = "NO_WORKER")]
+    pub no_worker: bool,
     /// On a database with no coupon series, create a demo org with series, jobs and audience
     /// groups, and print a READ_WRITE key for it.
     #[arg(long)]
@@ -44,6 +59,22 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
+    pub fn upload_limits(&self) -> crate::http::UploadLimits {
+        crate::http::UploadLimits {
+            max_file_bytes: self.max_upload_bytes,
+            spool_dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            ..Default::default()
+        }
+    }
+
+    pub fn worker_config(&self) -> crate::worker::WorkerConfig {
+        crate::worker::WorkerConfig {
+            batch_rows: self.worker_batch_rows.max(1),
+            lease: std::time::Duration::from_secs(self.job_lease_secs.max(1)),
+            ..Default::default()
+        }
+    }
+
     pub fn public_url(&self) -> String {
         self.public_url
             .clone()

@@ -10,11 +10,14 @@ pub mod demo;
 pub mod domain;
 pub mod entity;
 pub mod error;
+pub mod events;
 pub mod graphql;
 pub mod http;
+pub mod ingest;
 pub mod links;
 pub mod service;
 pub mod startup;
 pub mod storage;
+pub mod worker;
 
 pub use http::{AppState, router};

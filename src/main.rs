@@ -14,7 +14,8 @@ use coupon_upload_api::links::FileLinks;
 use coupon_upload_api::service::Service;
 use coupon_upload_api::startup::{AppSettings, build_state};
 use coupon_upload_api::storage::Storage;
-use coupon_upload_api::{demo, graphql, router};
+use coupon_upload_api::{demo, graphql, router, worker};
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -182,10 +183,22 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         public_url: &public_url,
         link_secret: &secret,
         link_ttl_secs: args.file_link_ttl_secs,
+        uploads: args.upload_limits(),
     })
     .await?;
+    let shutdown = CancellationToken::new();
+    let worker = (!args.no_worker).then(|| {
+        worker::spawn(
+            state.service.clone(),
+            args.worker_config(),
+            shutdown.clone(),
+        )
+    });
     if args.demo {
-        let outcome = demo::seed_if_empty(&state.service).await?;
+        let wait = worker
+            .is_some()
+            .then_some(std::time::Duration::from_secs(60));
+        let outcome = demo::seed_if_empty(&state.service, wait).await?;
         if outcome.seeded {
             tracing::info!(org_id = demo::DEMO_ORG_ID, "demo data created");
         } else {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::db::{self, DbOptions, StatementCounter};
-use crate::http::AppState;
+use crate::http::{AppState, UploadLimits};
 use crate::links::FileLinks;
 use crate::service::Service;
 use crate::storage::Storage;
@@ -16,6 +16,7 @@ pub struct AppSettings<'a> {
     pub public_url: &'a str,
     pub link_secret: &'a [u8],
     pub link_ttl_secs: i64,
+    pub uploads: UploadLimits,
 }
 
 /// Connects, applies pending migrations, and assembles the state every handler shares.
@@ -28,5 +29,6 @@ pub async fn build_state(s: AppSettings<'_>) -> anyhow::Result<AppState> {
     Ok(AppState::new(
         Service::new(conn, storage, links),
         statements,
+        s.uploads,
     ))
 }

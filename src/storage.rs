@@ -63,3 +63,61 @@ impl Storage {
         }
     }
 }
+
+impl Storage {
+    /// Streams `reader` into `key` without holding it in memory (multipart upload in parts);
+    /// returns the bytes written. On error nothing is left at `key`.
+    pub async fn put_stream<R>(&self, key: &str, mut reader: R) -> anyhow::Result<u64>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send,
+    {
+        use tokio::io::AsyncWriteExt;
+        let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
+        let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), path);
+        let copied = tokio::io::copy(&mut reader, &mut writer).await;
+        match copied {
+            Ok(n) => {
+                writer
+                    .shutdown()
+                    .await
+                    .with_context(|| format!("storing {key}"))?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = writer.abort().await;
+                Err(anyhow::Error::new(e).context(format!("storing {key}")))
+            }
+        }
+    }
+
+    /// A writer for a new object; `shutdown()` completes it, `abort()` discards it.
+    pub fn writer(&self, key: &str) -> anyhow::Result<object_store::buffered::BufWriter> {
+        let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
+        Ok(object_store::buffered::BufWriter::new(
+            self.store.clone(),
+            path,
+        ))
+    }
+
+    /// The object as an `AsyncRead`, streamed.
+    pub async fn reader(
+        &self,
+        key: &str,
+    ) -> anyhow::Result<Option<impl tokio::io::AsyncRead + Send + Unpin + 'static>> {
+        use futures_util::TryStreamExt;
+        Ok(self.open(key).await?.map(|f| {
+            tokio_util::io::StreamReader::new(
+                f.stream.map_err(|e| std::io::Error::other(e.to_string())),
+            )
+        }))
+    }
+
+    /// Deletes `key`; deleting what is not there is not an error.
+    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+        let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(anyhow::Error::new(e).context(format!("deleting {key}"))),
+        }
+    }
+}

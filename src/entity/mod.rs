@@ -8,3 +8,4 @@ pub mod coupon;
 pub mod coupon_series;
 pub mod org;
 pub mod upload_job;
+pub mod upload_row;

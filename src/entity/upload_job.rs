@@ -31,7 +31,12 @@ pub struct Model {
     pub audience_group_version_id: Option<i64>,
     pub cancel_requested: bool,
     pub lease_owner: Option<String>,
-    pub lease_expires_at: Option<DateTimeUtc>,
+    /// Epoch milliseconds until which `lease_owner` holds the job.
+    pub lease_expires_ms: Option<i64>,
+    /// Where the worker is: `STAGE`, `JUDGE`, `COMMIT`, `FILES` or `DONE`.
+    pub phase: String,
+    /// The last data row whose batch is committed (coupons, row errors and counts).
+    pub committed_through: i64,
     pub attempts: i32,
     pub created_on: DateTimeUtc,
     pub updated_on: DateTimeUtc,

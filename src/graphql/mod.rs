@@ -3,26 +3,28 @@
 //! errors with `.gql()` so every error carries `extensions.code`.
 
 mod loaders;
+mod mutation;
 mod query;
 mod types;
 
 use std::sync::Arc;
 
-use async_graphql::{Context, EmptyMutation, EmptySubscription, SDLExportOptions, Schema};
+use async_graphql::{Context, EmptySubscription, SDLExportOptions, Schema};
 
 pub use loaders::Loaders;
+pub use mutation::MutationRoot;
 pub use query::QueryRoot;
 
 use crate::domain::OrgContext;
 use crate::error::AppError;
 use crate::service::Service;
 
-pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// The schema, with the service as its only schema-wide data. Anything that depends on the
 /// caller is attached per request as a [`RequestContext`].
 pub fn build_schema(service: Service) -> AppSchema {
-    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+    Schema::build(QueryRoot, MutationRoot, EmptySubscription)
         .data(service)
         .finish()
 }

@@ -237,6 +237,10 @@ impl UploadJob {
     async fn has_header(&self) -> bool {
         self.0.has_header
     }
+    /// A cancel was asked for; the job stops at its next batch boundary.
+    async fn cancel_requested(&self) -> bool {
+        self.0.cancel_requested
+    }
     /// Why the job as a whole could not run (`ERRORED` only).
     async fn error_reason(&self) -> Option<&str> {
         self.0.error_reason.as_deref()

@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::AppState;
 use super::auth::presented_key;
+use super::multipart::{self, is_multipart};
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 
@@ -48,12 +49,11 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
         .await
     {
         Ok(org) => org,
+        Err(e @ AppError::Unauthenticated(_)) if is_multipart(&req) => return error_response(e),
         Err(e @ AppError::Unauthenticated(_)) => {
-            let (parts, body) = req.into_parts();
-            let Ok(bytes) = axum::body::to_bytes(body, ANONYMOUS_BODY_LIMIT).await else {
+            let Ok(req) = limit_body(req, ANONYMOUS_BODY_LIMIT).await else {
                 return error_response(e);
             };
-            let req = Request::from_parts(parts, axum::body::Body::from(bytes));
             return match parse(req, &state).await {
                 Ok(batch) if is_introspection_only(&batch) => {
                     let mut res = state.schema.execute_batch(batch).await;
@@ -65,9 +65,25 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
         }
         Err(e) => return error_response(e),
     };
-    let batch = match parse(req, &state).await {
-        Ok(batch) => batch,
-        Err(rejection) => return rejection,
+    let batch = if is_multipart(&req) {
+        // Multipart bodies carry uploads, which only READ_WRITE keys may make: refuse the
+        // others before reading a byte of the file.
+        if let Err(e) = org.require_write() {
+            return error_response(e);
+        }
+        match multipart::graphql_request(req, &state.uploads).await {
+            Ok(batch) => batch,
+            Err(e) => return error_response(e),
+        }
+    } else {
+        let req = match limit_body(req, state.uploads.max_field_bytes).await {
+            Ok(req) => req,
+            Err(e) => return error_response(e),
+        };
+        match parse(req, &state).await {
+            Ok(batch) => batch,
+            Err(rejection) => return rejection,
+        }
     };
     let ctx = RequestContext::new(state.service.clone(), org);
     let mut res = state.schema.execute_batch(batch.data(ctx)).await;
@@ -75,21 +91,13 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
     GraphQLResponse::from(res).into_response()
 }
 
-/// Our own errors all carry `extensions.code`; the ones that do not come from async-graphql's
-/// parsing, validation and input coercion, which are the client's mistakes: `BAD_USER_INPUT`.
-fn code_client_errors(res: &mut async_graphql::BatchResponse) {
-    let responses: Vec<&mut async_graphql::Response> = match res {
-        async_graphql::BatchResponse::Single(r) => vec![r],
-        async_graphql::BatchResponse::Batch(rs) => rs.iter_mut().collect(),
-    };
-    for r in responses {
-        for e in &mut r.errors {
-            let ext = e.extensions.get_or_insert_with(Default::default);
-            if ext.get("code").is_none() {
-                ext.set("code", "BAD_USER_INPUT");
-            }
-        }
-    }
+/// Reads a (non-multipart) body up to `limit` bytes: past it, `PAYLOAD_TOO_LARGE`.
+async fn limit_body(req: Request, limit: usize) -> Result<Request, AppError> {
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
+    })?;
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
 }
 
 async fn parse(req: Request, state: &AppState) -> Result<BatchRequest, Response> {
@@ -137,4 +145,21 @@ fn error_response(e: AppError) -> Response {
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
     res
+}
+
+/// Our own errors all carry `extensions.code`; the ones that do not come from async-graphql's
+/// parsing, validation and input coercion, which are the client's mistakes: `BAD_USER_INPUT`.
+fn code_client_errors(res: &mut async_graphql::BatchResponse) {
+    let responses: Vec<&mut async_graphql::Response> = match res {
+        async_graphql::BatchResponse::Single(r) => vec![r],
+        async_graphql::BatchResponse::Batch(rs) => rs.iter_mut().collect(),
+    };
+    for r in responses {
+        for e in &mut r.errors {
+            let ext = e.extensions.get_or_insert_with(Default::default);
+            if ext.get("code").is_none() {
+                ext.set("code", "BAD_USER_INPUT");
+            }
+        }
+    }
 }

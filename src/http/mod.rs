@@ -5,11 +5,15 @@ mod auth;
 mod files;
 mod graphql;
 mod health;
+pub mod multipart;
 pub mod playground;
 mod rest;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use tower_http::trace::TraceLayer;
+
+pub use multipart::UploadLimits;
 
 use crate::db::StatementCounter;
 use crate::graphql::AppSchema;
@@ -21,15 +25,17 @@ pub struct AppState {
     pub service: Service,
     pub schema: AppSchema,
     pub statements: StatementCounter,
+    pub uploads: UploadLimits,
 }
 
 impl AppState {
-    pub fn new(service: Service, statements: StatementCounter) -> Self {
+    pub fn new(service: Service, statements: StatementCounter, uploads: UploadLimits) -> Self {
         let schema = crate::graphql::build_schema(service.clone());
         Self {
             service,
             schema,
             statements,
+            uploads,
         }
     }
 }
@@ -42,6 +48,9 @@ pub fn router(state: AppState) -> Router {
         .merge(files::router())
         .merge(health::router())
         .merge(playground::router())
+        // Bodies are limited where they are read (uploads while streaming, JSON before
+        // parsing), with coded errors; axum's blanket 2 MB limit would cut uploads short.
+        .layer(DefaultBodyLimit::disable())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -4,25 +4,33 @@
 //! `{"success":false,"status":<http status>,"message":…,"errors":[{"code":…,"message":…}]}`.
 //! Ids are integers, timestamps epoch-millisecond strings, absent audience ids `0`.
 
+use axum::extract::Request;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
 use super::auth::presented_key;
+use super::multipart::{self, is_multipart};
+use crate::domain::CustomerIdentifierType;
 use crate::entity::upload_job;
 use crate::error::AppError;
-use crate::service::{Page, Service, parse_id};
+use crate::service::{NewUpload, Page, Service, parse_id};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/coupon/api/v1/upload/getUploadStatus/{coupon_series_id}",
-        get(get_upload_status),
-    )
+    Router::new()
+        .route(
+            "/coupon/api/v1/upload/file/{coupon_series_id}",
+            post(upload_file),
+        )
+        .route(
+            "/coupon/api/v1/upload/getUploadStatus/{coupon_series_id}",
+            get(get_upload_status),
+        )
 }
 
 /// Capillary's success envelope; a struct, so fields keep Capillary's order.
@@ -149,6 +157,102 @@ async fn get_upload_status(
                 .into_iter()
                 .map(|j| RestUploadJob::new(&state.service, j))
                 .collect(),
+        })
+    };
+    match run.await {
+        Ok(result) => ok(result),
+        Err(e) => fail(e),
+    }
+}
+
+/// `POST /coupon/api/v1/upload/file/{couponSeriesId}`'s result: the new job and the file name.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadResult {
+    #[serde(flatten)]
+    job: RestUploadJob,
+    file_name: String,
+}
+
+fn optional_int(form: &multipart::SpooledForm, name: &str) -> Result<Option<i32>, AppError> {
+    match form.field(name).map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => v
+            .parse::<i32>()
+            .map(Some)
+            .map_err(|_| AppError::BadUserInput(format!("`{name}` must be an integer"))),
+    }
+}
+
+/// `POST /coupon/api/v1/upload/file/{couponSeriesId}` (Capillary's "Upload Coupons (Batch)"):
+/// multipart fields `file`, `customerIdentifier` (default `NOT_TAGGED`),
+/// `customerIdentifierColumn`, `couponCodeColumn` and `hasHeader` (default `true`).
+async fn upload_file(
+    State(state): State<AppState>,
+    Path(raw_id): Path<String>,
+    req: Request,
+) -> Response {
+    let run = async {
+        let org = state
+            .service
+            .authenticate(presented_key(req.headers()))
+            .await?;
+        // Refused before the body is read.
+        org.require_write()?;
+        let series_id = parse_id("couponSeriesId", &raw_id)?;
+        if !is_multipart(&req) {
+            return Err(AppError::BadUserInput(
+                "send the file as multipart/form-data, in a field named `file`".into(),
+            ));
+        }
+        let mut form = multipart::spool(req, &state.uploads).await?;
+        let kind = match form.field("customerIdentifier").map(str::trim) {
+            None | Some("") => CustomerIdentifierType::NotTagged,
+            Some(k) => CustomerIdentifierType::parse(k).ok_or_else(|| {
+                AppError::BadUserInput(
+                    "`customerIdentifier` must be NOT_TAGGED, MOBILE, EMAIL, EXTERNAL_ID or USER_ID".into(),
+                )
+            })?,
+        };
+        let customer_identifier_column = optional_int(&form, "customerIdentifierColumn")?;
+        let coupon_code_column = optional_int(&form, "couponCodeColumn")?;
+        let has_header = match form
+            .field("hasHeader")
+            .map(|v| v.trim().to_ascii_lowercase())
+        {
+            None => true,
+            Some(v) if v.is_empty() || v == "true" => true,
+            Some(v) if v == "false" => false,
+            Some(_) => {
+                return Err(AppError::BadUserInput(
+                    "`hasHeader` must be true or false".into(),
+                ));
+            }
+        };
+        let idx = form
+            .files
+            .iter()
+            .position(|f| f.field == "file")
+            .ok_or_else(|| {
+                AppError::BadUserInput("the multipart body has no `file` field".into())
+            })?;
+        let file = form.files.swap_remove(idx);
+        let new = NewUpload {
+            coupon_series_id: series_id,
+            customer_identifier: kind,
+            customer_identifier_column,
+            coupon_code_column,
+            has_header,
+            file_name: file.file_name,
+        };
+        let job = state
+            .service
+            .create_upload_job(&org, new, tokio::fs::File::from_std(file.file))
+            .await?;
+        let file_name = job.uploaded_file_name.clone();
+        Ok::<_, AppError>(UploadResult {
+            job: RestUploadJob::new(&state.service, job),
+            file_name,
         })
     };
     match run.await {

@@ -5,9 +5,7 @@
 //! key with one indexed lookup. The plain key is shown once, when it is made.
 
 use rand::RngCore;
-use sea_orm::{
-    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set, TransactionTrait,
-};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
 use sha2::{Digest, Sha256};
 
 use super::Service;
@@ -58,7 +56,7 @@ impl Service {
         }
         let key = generate_key();
         let now = crate::domain::now();
-        let txn = self.db.begin().await?;
+        let txn = crate::db::begin_write(&self.db).await?;
         if org::Entity::find_by_id(org_id).one(&txn).await?.is_none() {
             org::ActiveModel {
                 id: Set(org_id),

@@ -9,13 +9,21 @@ mod api_keys;
 mod audience;
 mod series;
 mod status;
+mod uploads;
 
 pub use api_keys::NewApiKey;
 pub use series::SeriesPage;
+pub use series::{CouponSeriesChanges, NewCouponSeries};
 pub use status::UploadStatus;
+pub use uploads::{NewUpload, UPLOAD_TABLE, result_keys, sanitize_file_name};
 
 use crate::domain::OrgContext;
 use crate::error::{AppError, AppResult};
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::events::JobEvents;
 use crate::links::FileLinks;
 use crate::storage::{Storage, StoredFile};
 use sea_orm::DatabaseConnection;
@@ -30,11 +38,28 @@ pub struct Service {
     db: DatabaseConnection,
     storage: Storage,
     links: FileLinks,
+    events: JobEvents,
+    /// Woken when a job is created, so an idle worker starts at once.
+    jobs_ready: Arc<Notify>,
 }
 
 impl Service {
     pub fn new(db: DatabaseConnection, storage: Storage, links: FileLinks) -> Self {
-        Self { db, storage, links }
+        Self {
+            db,
+            storage,
+            links,
+            events: JobEvents::default(),
+            jobs_ready: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn events(&self) -> &JobEvents {
+        &self.events
+    }
+
+    pub fn jobs_ready(&self) -> &Notify {
+        &self.jobs_ready
     }
 
     pub fn storage(&self) -> &Storage {

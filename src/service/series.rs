@@ -3,10 +3,13 @@
 use std::collections::HashMap;
 
 use super::{Page, Service, org_of};
-use crate::domain::OrgContext;
-use crate::entity::coupon_series;
-use crate::error::AppResult;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use crate::domain::{ClientHandlingType, OrgContext, now};
+use crate::entity::{coupon_series, org};
+use crate::error::{AppError, AppResult};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set,
+};
 
 /// One page of the caller's series, newest first.
 #[derive(Clone, Debug)]
@@ -62,5 +65,144 @@ impl Service {
             has_next_page,
             total_count,
         })
+    }
+}
+
+/// `createCouponSeries`' input, checked by [`Service::create_coupon_series`].
+#[derive(Clone, Debug)]
+pub struct NewCouponSeries {
+    pub name: String,
+    pub description: String,
+    pub max_create: i64,
+    pub allow_multiple_per_customer: bool,
+    pub code_max_length: i32,
+}
+
+/// `updateCouponSeries`' input: only the given fields change.
+#[derive(Clone, Debug, Default)]
+pub struct CouponSeriesChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub max_create: Option<i64>,
+    pub allow_multiple_per_customer: Option<bool>,
+    pub code_max_length: Option<i32>,
+}
+
+/// The longest coupon code a series may allow.
+pub const MAX_CODE_LENGTH: i32 = 255;
+
+fn check_name(name: &str) -> AppResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AppError::BadUserInput(
+            "name must be 1 to 200 characters, without control characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(d: &str) -> AppResult<String> {
+    if d.chars().count() > 2000 || d.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return Err(AppError::BadUserInput(
+            "description must be at most 2000 characters, without control characters".into(),
+        ));
+    }
+    Ok(d.to_owned())
+}
+
+fn check_max_create(n: i64) -> AppResult<i64> {
+    if n < -1 {
+        return Err(AppError::BadUserInput(
+            "maxCreate must be -1 (unlimited) or at least 0".into(),
+        ));
+    }
+    Ok(n)
+}
+
+fn check_code_max_length(n: i32) -> AppResult<i32> {
+    if !(1..=MAX_CODE_LENGTH).contains(&n) {
+        return Err(AppError::BadUserInput(format!(
+            "codeMaxLength must be between 1 and {MAX_CODE_LENGTH}"
+        )));
+    }
+    Ok(n)
+}
+
+impl Service {
+    pub async fn create_coupon_series(
+        &self,
+        org: &OrgContext,
+        input: NewCouponSeries,
+    ) -> AppResult<coupon_series::Model> {
+        org.require_write()?;
+        let at = now();
+        let txn = crate::db::begin_write(&self.db).await?;
+        // The org exists: its key does. (Kept as a guard for keys whose org row was removed.)
+        if org::Entity::find_by_id(org.org_id)
+            .one(&txn)
+            .await?
+            .is_none()
+        {
+            return Err(AppError::Unauthenticated(
+                "the API key's org no longer exists".into(),
+            ));
+        }
+        let model = coupon_series::ActiveModel {
+            org_id: Set(org.org_id),
+            name: Set(check_name(&input.name)?),
+            description: Set(check_description(&input.description)?),
+            client_handling_type: Set(ClientHandlingType::DiscCodePin.as_str().into()),
+            max_create: Set(check_max_create(input.max_create)?),
+            allow_multiple_per_customer: Set(input.allow_multiple_per_customer),
+            code_max_length: Set(check_code_max_length(input.code_max_length)?),
+            num_uploaded_total: Set(0),
+            created_on: Set(at),
+            updated_on: Set(at),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        Ok(model)
+    }
+
+    /// Changes the given fields. `maxCreate` cannot go below the coupons already uploaded.
+    pub async fn update_coupon_series(
+        &self,
+        org: &OrgContext,
+        id: i64,
+        changes: CouponSeriesChanges,
+    ) -> AppResult<coupon_series::Model> {
+        org.require_write()?;
+        let current = self
+            .coupon_series(org, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("coupon series", id))?;
+        let mut a: coupon_series::ActiveModel = current.clone().into();
+        if let Some(n) = changes.name {
+            a.name = Set(check_name(&n)?);
+        }
+        if let Some(d) = changes.description {
+            a.description = Set(check_description(&d)?);
+        }
+        if let Some(m) = changes.max_create {
+            let m = check_max_create(m)?;
+            if m >= 0 && m < current.num_uploaded_total {
+                return Err(AppError::BadUserInput(format!(
+                    "maxCreate cannot be below the {} coupons already uploaded",
+                    current.num_uploaded_total
+                )));
+            }
+            a.max_create = Set(m);
+        }
+        if let Some(b) = changes.allow_multiple_per_customer {
+            a.allow_multiple_per_customer = Set(b);
+        }
+        if let Some(l) = changes.code_max_length {
+            a.code_max_length = Set(check_code_max_length(l)?);
+        }
+        a.updated_on = Set(now());
+        // `current` was read within the caller's org, so this row is theirs.
+        Ok(a.update(&self.db).await?)
     }
 }

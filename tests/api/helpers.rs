@@ -10,10 +10,14 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use coupon_upload_api::AppState;
 use coupon_upload_api::db::DbOptions;
 use coupon_upload_api::domain::Permission;
+use coupon_upload_api::http::UploadLimits;
 use coupon_upload_api::startup::{AppSettings, build_state};
+use coupon_upload_api::worker::{self, WorkerConfig};
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -28,6 +32,26 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
     pg_schema: Option<(String, String)>,
     server: tokio::task::JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+/// How a test app is set up.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Run the worker (off: jobs stay `STARTED`).
+    pub worker: bool,
+    pub batch_rows: i64,
+    pub max_file_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            worker: true,
+            batch_rows: 4,
+            max_file_bytes: 4 * 1024 * 1024,
+        }
+    }
 }
 
 static TRACING: Once = Once::new();
@@ -43,6 +67,10 @@ impl TestApp {
     /// `None` for PostgreSQL when `TEST_POSTGRES_URL` is not set. When it is set, failing to
     /// reach PostgreSQL fails the test: CI must not silently skip the PostgreSQL half.
     pub async fn spawn(backend: Backend) -> Option<TestApp> {
+        Self::spawn_with(backend, Options::default()).await
+    }
+
+    pub async fn spawn_with(backend: Backend, opts: Options) -> Option<TestApp> {
         TRACING.call_once(|| {
             if std::env::var("TEST_LOG").is_ok() {
                 let _ = tracing_subscriber::fmt()
@@ -91,9 +119,25 @@ impl TestApp {
             public_url: &base,
             link_secret: b"test-secret-test-secret",
             link_ttl_secs: 600,
+            uploads: UploadLimits {
+                max_file_bytes: opts.max_file_bytes,
+                spool_dir: dir.path().join("spool"),
+                ..Default::default()
+            },
         })
         .await
         .expect("build app");
+        std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");
+        let shutdown = CancellationToken::new();
+        if opts.worker {
+            let cfg = WorkerConfig {
+                batch_rows: opts.batch_rows,
+                lease: Duration::from_secs(3),
+                idle_poll: Duration::from_millis(200),
+                ..Default::default()
+            };
+            worker::spawn(state.service.clone(), cfg, shutdown.clone());
+        }
         let app = coupon_upload_api::router(state.clone());
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
@@ -105,6 +149,7 @@ impl TestApp {
             _dir: dir,
             pg_schema,
             server,
+            shutdown,
         })
     }
 
@@ -161,10 +206,123 @@ impl TestApp {
     pub fn statements(&self) -> u64 {
         self.state.statements.get()
     }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
+    /// `createCouponSeries` with the given extra input fields; returns the series id.
+    pub async fn create_series(&self, key: &str, input: Value) -> String {
+        let mut input = input;
+        if input.get("name").is_none() {
+            input["name"] = json!("TEST");
+        }
+        let data = self
+            .gql_ok(
+                key,
+                "mutation($i: CreateCouponSeriesInput!) { createCouponSeries(input: $i) { id } }",
+                json!({ "i": input }),
+            )
+            .await;
+        data["createCouponSeries"]["id"]
+            .as_str()
+            .expect("series id")
+            .to_owned()
+    }
+
+    /// `uploadCoupons` as a GraphQL multipart request, the way apollo-upload-client sends it.
+    pub async fn upload_gql(
+        &self,
+        key: &str,
+        series: &str,
+        file_name: &str,
+        content: Vec<u8>,
+        args: Value,
+    ) -> (StatusCode, Value) {
+        let mut variables = json!({ "series": series, "file": null, "kind": "NOT_TAGGED" });
+        if let Some(obj) = args.as_object() {
+            for (k, v) in obj {
+                variables[k] = v.clone();
+            }
+        }
+        let operations = json!({
+            "query": "mutation($series: ID!, $file: Upload!, $kind: CustomerIdentifierType!, $customerColumn: Int, $codeColumn: Int, $hasHeader: Boolean = true) {
+                uploadCoupons(couponSeriesId: $series, file: $file, customerIdentifier: $kind,
+                  customerIdentifierColumn: $customerColumn, couponCodeColumn: $codeColumn, hasHeader: $hasHeader) {
+                  jobId uploadStatus uploadedFileName couponSeriesId } }",
+            "variables": variables,
+        });
+        let form = reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text("map", json!({ "0": ["variables.file"] }).to_string())
+            .part(
+                "0",
+                reqwest::multipart::Part::bytes(content)
+                    .file_name(file_name.to_owned())
+                    .mime_str("text/csv")
+                    .expect("mime"),
+            );
+        let res = self
+            .client
+            .post(format!("{}/graphql", self.base))
+            .bearer_auth(key)
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload");
+        let status = res.status();
+        (status, res.json().await.expect("json"))
+    }
+
+    /// Uploads and returns the new job id, failing the test on any error.
+    pub async fn upload_ok(&self, key: &str, series: &str, content: &[u8], args: Value) -> String {
+        let (status, body) = self
+            .upload_gql(key, series, "codes.csv", content.to_vec(), args)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        assert_eq!(body["data"]["uploadCoupons"]["uploadStatus"], "STARTED");
+        body["data"]["uploadCoupons"]["jobId"]
+            .as_str()
+            .expect("job id")
+            .to_owned()
+    }
+
+    /// Polls `uploadJob` until the job has ended; returns all its fields.
+    pub async fn wait_job(&self, key: &str, job: &str) -> Value {
+        let q = "query($id: ID!) { uploadJob(jobId: $id) { jobId uploadStatus actualRowCount totalUploadedCount errorCount
+            processedRowCount errorReason errorFileUrl successFileUrl uploadedFileUrl uploadedFileName uploadTableName
+            customerIdentifier cancelRequested audienceGroupId audienceGroupVersionId
+            audienceGroup { id customerCount } audienceGroupVersion { id versionNumber customerCount } } }";
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let data = self.gql_ok(key, q, json!({ "id": job })).await;
+            let j = data["uploadJob"].clone();
+            if matches!(
+                j["uploadStatus"].as_str(),
+                Some("FINISHED" | "ERRORED" | "CANCELLED")
+            ) {
+                return j;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "job {job} did not end: {j}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn download(&self, url: &Value) -> String {
+        let url = url.as_str().unwrap_or_else(|| panic!("no link: {url}"));
+        let res = self.client.get(url).send().await.expect("download");
+        assert_eq!(res.status(), StatusCode::OK, "{url}");
+        res.text().await.expect("text")
+    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        self.shutdown.cancel();
         self.server.abort();
         if let Some((url, schema)) = self.pg_schema.take() {
             // Drop needs its own runtime: the test's runtime is shutting down.
@@ -194,6 +352,37 @@ pub fn code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]
         .as_str()
         .unwrap_or("<none>")
+}
+
+/// Like `db_tests!`, with the given [`Options`].
+#[macro_export]
+macro_rules! db_tests_with {
+    ($opts:expr; $($name:ident),+ $(,)?) => {
+        $(
+            mod $name {
+                use $crate::helpers::{Backend, Options, TestApp};
+
+                #[allow(clippy::needless_update)]
+                fn opts() -> Options {
+                    $opts
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let app = TestApp::spawn_with(Backend::Sqlite, opts()).await.expect("sqlite app");
+                    super::$name(app).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    match TestApp::spawn_with(Backend::Postgres, opts()).await {
+                        Some(app) => super::$name(app).await,
+                        None => eprintln!("skipped: TEST_POSTGRES_URL is not set"),
+                    }
+                }
+            }
+        )+
+    };
 }
 
 /// Runs each listed `async fn(TestApp)` twice: on SQLite, and on PostgreSQL when

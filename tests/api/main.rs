@@ -11,3 +11,4 @@ mod rest;
 mod schema;
 mod statements;
 mod status;
+mod uploads;

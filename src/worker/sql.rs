@@ -1,0 +1,86 @@
+//! SQL shared by the worker's phases, written once for both databases: `$n` placeholders
+//! become SQLite's numbered `?n`, which (unlike plain `?`) may repeat.
+
+use sea_orm::{DbBackend, Statement, Value};
+
+pub fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Sqlite => sql.replace('$', "?"),
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
+
+/// Rows within the file that share a code with another row: every copy is rejected.
+pub const DUPLICATE_CODES: &str = "
+    UPDATE upload_row SET error_code = 'DUPLICATE_CODE_IN_FILE', error_message = $2
+    WHERE job_id = $1 AND error_code IS NULL AND code IN (
+      SELECT code FROM upload_row WHERE job_id = $1 AND code IS NOT NULL
+      GROUP BY code HAVING COUNT(*) > 1)";
+
+/// Codes already in the org (from any series or earlier upload).
+pub const EXISTING_CODES: &str = "
+    UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $3
+    WHERE job_id = $1 AND error_code IS NULL AND EXISTS (
+      SELECT 1 FROM coupon c WHERE c.org_id = $2 AND c.code = upload_row.code)";
+
+/// Customers who already hold a coupon of the series (one coupon per customer).
+pub const CUSTOMERS_WITH_COUPON: &str = "
+    UPDATE upload_row SET error_code = 'DUPLICATE_CUSTOMER', error_message = $4
+    WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL AND EXISTS (
+      SELECT 1 FROM coupon c WHERE c.coupon_series_id = $2 AND c.customer_identifier_type = $3
+        AND c.customer_identifier = upload_row.customer)";
+
+/// A customer's later rows in the file, after their first still-valid row.
+pub const REPEATED_CUSTOMERS: &str = "
+    UPDATE upload_row SET error_code = 'DUPLICATE_CUSTOMER', error_message = $2
+    WHERE job_id = $1 AND row_number IN (
+      SELECT row_number FROM (
+        SELECT row_number, ROW_NUMBER() OVER (PARTITION BY customer ORDER BY row_number) AS nth
+        FROM upload_row WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL) t
+      WHERE nth > 1)";
+
+/// Valid rows past what `maxCreate` still allows ($2), in file order.
+pub const OVER_MAX_CREATE: &str = "
+    UPDATE upload_row SET error_code = 'MAX_CREATE_EXCEEDED', error_message = $3
+    WHERE job_id = $1 AND row_number IN (
+      SELECT row_number FROM (
+        SELECT row_number, ROW_NUMBER() OVER (ORDER BY row_number) AS nth
+        FROM upload_row WHERE job_id = $1 AND error_code IS NULL) t
+      WHERE nth > $2)";
+
+/// One batch of accepted rows becomes coupons. The unique index guards against a code that
+/// another job of the org committed after this one was judged.
+pub const INSERT_COUPONS: &str = "
+    INSERT INTO coupon (org_id, coupon_series_id, upload_job_id, row_number, code,
+                        customer_identifier_type, customer_identifier, created_on)
+    SELECT $2, $3, $1, row_number, code, $6, customer, $7 FROM upload_row
+    WHERE job_id = $1 AND row_number BETWEEN $4 AND $5 AND error_code IS NULL
+    ORDER BY row_number
+    ON CONFLICT (org_id, code) DO NOTHING";
+
+/// Rows of the batch the guard skipped: their code arrived in the org meanwhile.
+pub const MARK_CONFLICTS: &str = "
+    UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $5
+    WHERE job_id = $1 AND row_number BETWEEN $3 AND $4 AND error_code IS NULL AND NOT EXISTS (
+      SELECT 1 FROM coupon c WHERE c.org_id = $2 AND c.code = upload_row.code AND c.upload_job_id = $1)";
+
+pub const BATCH_COUNTS: &str = "
+    SELECT COALESCE(SUM(CASE WHEN error_code IS NULL THEN 1 ELSE 0 END), 0) AS accepted,
+           COALESCE(SUM(CASE WHEN error_code IS NULL THEN 0 ELSE 1 END), 0) AS rejected
+    FROM upload_row WHERE job_id = $1 AND row_number BETWEEN $2 AND $3";
+
+pub const ERROR_ROWS: &str = "
+    SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
+    WHERE job_id = $1 AND error_code IS NOT NULL AND row_number > $2 AND row_number <= $3
+    ORDER BY row_number LIMIT $4";
+
+pub const SUCCESS_ROWS: &str = "
+    SELECT u.row_number, c.id AS coupon_id, c.code, c.customer_identifier FROM upload_row u
+    JOIN coupon c ON c.org_id = $2 AND c.code = u.code AND c.upload_job_id = $1
+    WHERE u.job_id = $1 AND u.error_code IS NULL AND u.row_number > $3 AND u.row_number <= $4
+    ORDER BY u.row_number LIMIT $5";
+
+pub const DISTINCT_CUSTOMERS: &str = "
+    SELECT COUNT(DISTINCT customer) AS n FROM upload_row
+    WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL";

@@ -1,0 +1,283 @@
+//! Phase `STAGE`: the stored file, streamed through the CSV reader into `upload_row`.
+//!
+//! The reader runs on a blocking thread over the storage stream and hands rows over in
+//! bounded batches, so memory holds a few thousand rows whatever the file's size. On
+//! PostgreSQL the rows go in with `COPY … FROM STDIN`; on SQLite with multi-row inserts. Either
+//! way staging is one transaction with the job's move to `JUDGE`: a crash while staging
+//! leaves nothing staged, and the next claim stages again.
+
+use std::io::BufReader;
+
+use sea_orm::{ConnectionTrait, DbBackend, Value};
+use tokio::sync::mpsc;
+
+use super::job::{JobCtx, Stop};
+use super::sql::stmt;
+use crate::ingest::reader::{FileError, ReaderOptions, RowReader, StagedRow};
+
+/// Rows per message from the reader thread; a few messages may be in flight.
+const READ_BATCH: usize = 5_000;
+const IN_FLIGHT: usize = 4;
+/// Rows per INSERT on SQLite (8 parameters each, well under SQLite's limit).
+const SQLITE_ROWS_PER_INSERT: usize = 500;
+
+type Batch = Result<Vec<StagedRow>, FileError>;
+
+/// `Ok(Err(_))`: the file cannot be ingested (the job will be `ERRORED`); `Ok(Ok(n))`: `n` rows
+/// staged and the job moved to `JUDGE`.
+pub async fn stage(ctx: &JobCtx<'_>) -> Result<Result<i64, FileError>, Stop> {
+    let Some(key) = ctx.job.uploaded_file_key.clone() else {
+        return Ok(Err(FileError::Io("the uploaded file is missing".into())));
+    };
+    let Some(reader) = ctx
+        .service
+        .storage()
+        .reader(&key)
+        .await
+        .map_err(Stop::Internal)?
+    else {
+        return Ok(Err(FileError::Io(
+            "the uploaded file is missing from storage".into(),
+        )));
+    };
+    let opts = ReaderOptions {
+        customer_identifier: ctx.kind,
+        customer_identifier_column: ctx.job.customer_identifier_column.map(|c| c as usize),
+        coupon_code_column: ctx.job.coupon_code_column.map(|c| c as usize),
+        has_header: ctx.job.has_header,
+        code_max_length: ctx.series.code_max_length.max(1) as usize,
+    };
+    let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT);
+    let bridge = tokio_util::io::SyncIoBridge::new(reader);
+    let reading = tokio::task::spawn_blocking(move || read_rows(bridge, opts, tx));
+    let staged = match ctx.backend {
+        DbBackend::Postgres => stage_postgres(ctx, rx).await,
+        _ => stage_sqlite(ctx, rx).await,
+    };
+    // The reader stops by itself once the receiver is gone.
+    let _ = reading.await;
+    staged
+}
+
+fn read_rows(input: impl std::io::Read, opts: ReaderOptions, tx: mpsc::Sender<Batch>) {
+    let rows = match RowReader::new(BufReader::with_capacity(256 * 1024, input), opts) {
+        Ok(rows) => rows,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(e));
+            return;
+        }
+    };
+    let mut batch = Vec::with_capacity(READ_BATCH);
+    for row in rows {
+        match row {
+            Ok(r) => {
+                batch.push(r);
+                if batch.len() == READ_BATCH
+                    && tx
+                        .blocking_send(Ok(std::mem::replace(
+                            &mut batch,
+                            Vec::with_capacity(READ_BATCH),
+                        )))
+                        .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.blocking_send(Ok(batch));
+    }
+}
+
+/// PostgreSQL `COPY` text format: tab-separated, `\N` for NULL, backslash escapes.
+fn copy_field(buf: &mut Vec<u8>, v: Option<&str>) {
+    match v {
+        None => buf.extend_from_slice(b"\\N"),
+        Some(s) => {
+            for b in s.bytes() {
+                match b {
+                    b'\\' => buf.extend_from_slice(b"\\\\"),
+                    b'\t' => buf.extend_from_slice(b"\\t"),
+                    b'\n' => buf.extend_from_slice(b"\\n"),
+                    b'\r' => buf.extend_from_slice(b"\\r"),
+                    _ => buf.push(b),
+                }
+            }
+        }
+    }
+}
+
+fn copy_row(buf: &mut Vec<u8>, job_id: i64, r: &StagedRow) {
+    buf.extend_from_slice(job_id.to_string().as_bytes());
+    buf.push(b'\t');
+    buf.extend_from_slice(r.row_number.to_string().as_bytes());
+    for v in [
+        Some(r.raw_code.as_str()),
+        r.raw_customer.as_deref(),
+        r.code.as_deref(),
+        r.customer.as_deref(),
+        r.error.as_ref().map(|e| e.code.as_str()),
+        r.error.as_ref().map(|e| e.message.as_str()),
+    ] {
+        buf.push(b'\t');
+        copy_field(buf, v);
+    }
+    buf.push(b'\n');
+}
+
+async fn stage_postgres(
+    ctx: &JobCtx<'_>,
+    mut rx: mpsc::Receiver<Batch>,
+) -> Result<Result<i64, FileError>, Stop> {
+    let internal = |e: sea_orm::sqlx::Error| Stop::Internal(e.into());
+    let pool = ctx.service.db().get_postgres_connection_pool();
+    let mut tx = pool.begin().await.map_err(internal)?;
+    sea_orm::sqlx::query("DELETE FROM upload_row WHERE job_id = $1")
+        .bind(ctx.job.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+    let mut copy = tx
+        .copy_in_raw(
+            "COPY upload_row (job_id, row_number, raw_code, raw_customer, code, customer, error_code, error_message) \
+             FROM STDIN",
+        )
+        .await
+        .map_err(internal)?;
+    let mut buf = Vec::with_capacity(1 << 20);
+    let mut rows = 0i64;
+    while let Some(batch) = rx.recv().await {
+        match batch {
+            Ok(batch) => {
+                for r in &batch {
+                    copy_row(&mut buf, ctx.job.id, r);
+                }
+                rows = batch.last().map(|r| r.row_number).unwrap_or(rows);
+                copy.send(buf.as_slice()).await.map_err(internal)?;
+                buf.clear();
+            }
+            Err(file_error) => {
+                let _ = copy.abort("the file cannot be ingested").await;
+                let _ = tx.rollback().await;
+                return Ok(Err(file_error));
+            }
+        }
+        ctx.check_alive()?;
+    }
+    copy.finish().await.map_err(internal)?;
+    let moved = sea_orm::sqlx::query(
+        "UPDATE upload_job SET phase = 'JUDGE', actual_row_count = $1, updated_on = $2 \
+         WHERE id = $3 AND lease_owner = $4",
+    )
+    .bind(rows)
+    .bind(crate::domain::now())
+    .bind(ctx.job.id)
+    .bind(&ctx.cfg.instance)
+    .execute(&mut *tx)
+    .await
+    .map_err(internal)?;
+    if moved.rows_affected() != 1 {
+        let _ = tx.rollback().await;
+        return Err(Stop::LostLease);
+    }
+    tx.commit().await.map_err(internal)?;
+    Ok(Ok(rows))
+}
+
+async fn stage_sqlite(
+    ctx: &JobCtx<'_>,
+    mut rx: mpsc::Receiver<Batch>,
+) -> Result<Result<i64, FileError>, Stop> {
+    let db = ctx.service.db();
+    let backend = ctx.backend;
+    let txn = crate::db::begin_write(db)
+        .await
+        .map_err(|e| Stop::Internal(e.into()))?;
+    txn.execute_raw(stmt(
+        backend,
+        "DELETE FROM upload_row WHERE job_id = $1",
+        vec![ctx.job.id.into()],
+    ))
+    .await
+    .map_err(|e| Stop::Internal(e.into()))?;
+    let mut rows = 0i64;
+    while let Some(batch) = rx.recv().await {
+        let batch = match batch {
+            Ok(b) => b,
+            Err(file_error) => {
+                let _ = txn.rollback().await;
+                return Ok(Err(file_error));
+            }
+        };
+        for chunk in batch.chunks(SQLITE_ROWS_PER_INSERT) {
+            let mut sql = String::from(
+                "INSERT INTO upload_row (job_id, row_number, raw_code, raw_customer, code, customer, error_code, error_message) VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
+            for (i, r) in chunk.iter().enumerate() {
+                if i > 0 {
+                    sql.push(',');
+                }
+                let p = i * 8;
+                sql.push_str(&format!(
+                    "(${},${},${},${},${},${},${},${})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5,
+                    p + 6,
+                    p + 7,
+                    p + 8
+                ));
+                values.extend([
+                    ctx.job.id.into(),
+                    r.row_number.into(),
+                    r.raw_code.clone().into(),
+                    r.raw_customer.clone().into(),
+                    r.code.clone().into(),
+                    r.customer.clone().into(),
+                    r.error.as_ref().map(|e| e.code.as_str().to_owned()).into(),
+                    r.error.as_ref().map(|e| e.message.clone()).into(),
+                ]);
+            }
+            txn.execute_raw(stmt(backend, &sql, values))
+                .await
+                .map_err(|e| Stop::Internal(e.into()))?;
+        }
+        rows = batch.last().map(|r| r.row_number).unwrap_or(rows);
+        ctx.check_alive()?;
+    }
+    let moved = txn
+        .execute_raw(stmt(
+            backend,
+            "UPDATE upload_job SET phase = 'JUDGE', actual_row_count = $1, updated_on = $2 WHERE id = $3 AND lease_owner = $4",
+            vec![rows.into(), crate::domain::now().into(), ctx.job.id.into(), ctx.cfg.instance.clone().into()],
+        ))
+        .await
+        .map_err(|e| Stop::Internal(e.into()))?;
+    if moved.rows_affected() != 1 {
+        let _ = txn.rollback().await;
+        return Err(Stop::LostLease);
+    }
+    txn.commit().await.map_err(|e| Stop::Internal(e.into()))?;
+    Ok(Ok(rows))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn copy_text_escapes_what_would_break_a_row() {
+        let mut buf = Vec::new();
+        super::copy_field(&mut buf, Some("a\tb\nc\\d\re"));
+        assert_eq!(buf, b"a\\tb\\nc\\\\d\\re");
+        buf.clear();
+        super::copy_field(&mut buf, None);
+        assert_eq!(buf, b"\\N");
+    }
+}
