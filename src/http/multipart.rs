@@ -85,6 +85,21 @@ fn too_large(limit: u64) -> AppError {
     ))
 }
 
+/// Most bytes read and discarded after a body went over its limit, so that the client, still
+/// sending, sees the 413 response instead of a connection reset.
+const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+
+/// Reads and discards the rest of a field; returns the running total of discarded bytes.
+async fn drain_field(field: &mut axum::extract::multipart::Field<'_>, mut drained: u64) -> u64 {
+    while drained <= DRAIN_LIMIT {
+        match field.chunk().await {
+            Ok(Some(chunk)) => drained += chunk.len() as u64,
+            _ => break,
+        }
+    }
+    drained
+}
+
 /// Reads the whole body, spooling files, enforcing `limits` as it goes.
 pub async fn spool(req: Request, limits: &UploadLimits) -> Result<SpooledForm, AppError> {
     let mut mp = Multipart::from_request(req, &())
@@ -116,6 +131,15 @@ pub async fn spool(req: Request, limits: &UploadLimits) -> Result<SpooledForm, A
             while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
                 size += chunk.len() as u64;
                 if size > limits.max_file_bytes {
+                    drop(file);
+                    let mut drained = drain_field(&mut field, 0).await;
+                    drop(field);
+                    while drained <= DRAIN_LIMIT {
+                        match mp.next_field().await {
+                            Ok(Some(mut f)) => drained = drain_field(&mut f, drained).await,
+                            _ => break,
+                        }
+                    }
                     return Err(too_large(limits.max_file_bytes));
                 }
                 file.write_all(&chunk).await.map_err(|e| {
