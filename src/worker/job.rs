@@ -224,6 +224,14 @@ async fn release(ctx: &JobCtx<'_>) {
 
 /// Phase `JUDGE`: the set rules, in SQL, in one transaction with the move to `COMMIT`.
 async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
+    if ctx.backend == DbBackend::Postgres {
+        // Fresh statistics for the rows just staged: without them the planner takes the job's
+        // rows for a handful and picks nested loops that are quadratic in the file's size.
+        ctx.service
+            .db()
+            .execute_unprepared("ANALYZE upload_row")
+            .await?;
+    }
     let txn = crate::db::begin_write(ctx.service.db()).await?;
     let id: Value = ctx.job.id.into();
     let msg = |c: RowErrorCode| -> Value { c.default_message().to_owned().into() };

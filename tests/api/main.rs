@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod crash;
 mod fixtures;
 mod http_misc;
 mod rest;
