@@ -49,6 +49,9 @@ pub struct ServeArgs {
     /// Seconds a job's lease lasts without renewal; after it another instance takes over.
     #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 15)]
     pub job_lease_secs: u64,
+    /// On SIGTERM/SIGINT, how long in-flight requests and the current batch may take.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
+    pub shutdown_grace_secs: u64,
     /// Serve the API only; process no jobs (for instances dedicated to traffic).
     #[arg(long, env = "NO_WORKER")]
     pub no_worker: bool,

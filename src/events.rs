@@ -1,34 +1,121 @@
-//! Job change events: every change of an upload job's status or progress is published here,
-//! in process, for live subscribers.
+//! Job change events, for live subscribers.
+//!
+//! Every change of an upload job's status, and its progress (at most every
+//! [`PROGRESS_EVERY`] per job), is published here. On SQLite (one instance) an event goes
+//! straight to this process's subscribers. On PostgreSQL it goes out as a `NOTIFY` with the
+//! job as it was published (JSON), and every instance — this one included — has a listener that
+//! hands it to its own subscribers, so a subscriber on instance B sees jobs that instance A
+//! runs. Each event carries the job's state at that moment, so the last event of a job carries
+//! its final counts and file links.
 
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, DbBackend, EntityTrait};
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 
 use crate::entity::upload_job;
 
-/// How many events a slow subscriber may fall behind before it misses some (it then reads
-/// the job's current state; the last event of a job is always its final state).
+/// How many events a slow subscriber may fall behind before it misses some.
 const CAPACITY: usize = 1024;
+/// The PostgreSQL channel job events travel on.
+pub const CHANNEL: &str = "upload_job_events";
+/// NOTIFY payloads must stay under 8000 bytes.
+const MAX_PAYLOAD: usize = 7900;
+/// Progress events of one job are at least this far apart (status changes are never held back).
+pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct JobEvents {
     tx: broadcast::Sender<upload_job::Model>,
-}
-
-impl Default for JobEvents {
-    fn default() -> Self {
-        Self {
-            tx: broadcast::channel(CAPACITY).0,
-        }
-    }
+    db: DatabaseConnection,
 }
 
 impl JobEvents {
-    pub fn publish(&self, job: &upload_job::Model) {
-        // No subscriber is not an error.
-        let _ = self.tx.send(job.clone());
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            tx: broadcast::channel(CAPACITY).0,
+            db,
+        }
+    }
+
+    fn via_postgres(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
+    }
+
+    /// Publishes a change of `job` (as it is now).
+    pub async fn publish(&self, job: &upload_job::Model) {
+        if self.via_postgres() {
+            let pool = self.db.get_postgres_connection_pool();
+            // The job as it is now travels with the event (a reader would see a later state);
+            // past NOTIFY's payload limit, only its id does, and listeners read it.
+            let payload = serde_json::to_string(job)
+                .ok()
+                .filter(|p| p.len() < MAX_PAYLOAD)
+                .unwrap_or_else(|| job.id.to_string());
+            let sent = sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(payload)
+                .execute(pool)
+                .await;
+            if let Err(e) = sent {
+                tracing::warn!(job_id = job.id, error = %e, "NOTIFY failed; delivering locally only");
+                let _ = self.tx.send(job.clone());
+            }
+        } else {
+            // No subscriber is not an error.
+            let _ = self.tx.send(job.clone());
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<upload_job::Model> {
         self.tx.subscribe()
+    }
+
+    /// On PostgreSQL, listens for job events from every instance until `shutdown`;
+    /// elsewhere does nothing.
+    pub fn start_listener(
+        &self,
+        shutdown: CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.via_postgres() {
+            return None;
+        }
+        let this = self.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = this.listen() => {
+                        if let Err(e) = r {
+                            tracing::warn!(error = %e, "job event listener failed; reconnecting");
+                        }
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }))
+    }
+
+    async fn listen(&self) -> anyhow::Result<()> {
+        let pool = self.db.get_postgres_connection_pool();
+        let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
+        listener.listen(CHANNEL).await?;
+        loop {
+            let n = listener.recv().await?;
+            if let Ok(job) = serde_json::from_str::<upload_job::Model>(n.payload()) {
+                let _ = self.tx.send(job);
+                continue;
+            }
+            let Ok(id) = n.payload().parse::<i64>() else {
+                continue;
+            };
+            if let Some(job) = upload_job::Entity::find_by_id(id).one(&self.db).await? {
+                let _ = self.tx.send(job);
+            }
+        }
     }
 }

@@ -15,7 +15,6 @@ use coupon_upload_api::service::Service;
 use coupon_upload_api::startup::{AppSettings, build_state};
 use coupon_upload_api::storage::Storage;
 use coupon_upload_api::{demo, graphql, router, worker};
-use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -186,7 +185,8 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         uploads: args.upload_limits(),
     })
     .await?;
-    let shutdown = CancellationToken::new();
+    let shutdown = state.shutdown.clone();
+    let listener_task = state.service.events().start_listener(shutdown.clone());
     let worker = (!args.no_worker).then(|| {
         worker::spawn(
             state.service.clone(),
@@ -224,9 +224,32 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.bind))?;
     tracing::info!(addr = %listener.local_addr()?, database = %db::redact(url), "listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    // On SIGTERM/SIGINT: stop accepting, let in-flight requests finish for up to
+    // `--shutdown-grace-secs`, close WebSockets, and let the worker stop at a batch boundary
+    // and release its lease.
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    let grace = std::time::Duration::from_secs(args.shutdown_grace_secs);
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = deadline => tracing::warn!(?grace, "requests still in flight after the grace period; closing them"),
+    }
+    if let Some(worker) = worker
+        && tokio::time::timeout(grace, worker).await.is_err()
+    {
+        tracing::warn!("the worker did not stop in time; its lease will lapse");
+    }
+    if let Some(task) = listener_task {
+        task.abort();
+    }
     tracing::info!("stopped");
     Ok(())
 }

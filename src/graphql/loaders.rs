@@ -36,6 +36,17 @@ impl Loaders {
     }
 }
 
+impl Loaders {
+    /// Forgets what was loaded (a subscription reads nested objects afresh per event).
+    pub fn clear(&self) {
+        self.coupon_series.clear::<i64>();
+        self.audience_group.clear::<i64>();
+        self.audience_group_by_series.clear::<i64>();
+        self.audience_group_version.clear::<i64>();
+        self.versions_of_group.clear::<i64>();
+    }
+}
+
 #[derive(Clone)]
 pub struct Scope {
     service: Service,

@@ -4,6 +4,8 @@ use async_graphql::BatchRequest;
 use async_graphql::parser::types::Selection;
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
+use axum::extract::FromRequestParts;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{ACCEPT, WWW_AUTHENTICATE};
 use axum::http::{HeaderValue, Method, StatusCode};
@@ -22,8 +24,30 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/graphql", get(graphql_get).post(graphql))
 }
 
-/// A browser navigating to `/graphql` gets GraphiQL; anything else is a GraphQL GET request.
+fn is_websocket(req: &Request) -> bool {
+    req.headers()
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+}
+
+/// `GET /graphql`: a WebSocket upgrade (subscriptions), a browser asking for GraphiQL, or a
+/// GraphQL GET request.
 async fn graphql_get(state: State<AppState>, req: Request) -> Response {
+    if is_websocket(&req) {
+        let Some(protocol) = super::ws::protocol(req.headers()) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                "offer the graphql-transport-ws or graphql-ws subprotocol",
+            )
+                .into_response();
+        };
+        let (mut parts, _) = req.into_parts();
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &state.0).await {
+            Ok(ws) => super::ws::upgrade(state.0, protocol, ws),
+            Err(e) => e.into_response(),
+        };
+    }
     let wants_html = req
         .headers()
         .get(ACCEPT)

@@ -8,9 +8,11 @@ mod health;
 pub mod multipart;
 pub mod playground;
 mod rest;
+mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 pub use multipart::UploadLimits;
@@ -26,6 +28,8 @@ pub struct AppState {
     pub schema: AppSchema,
     pub statements: StatementCounter,
     pub uploads: UploadLimits,
+    /// Cancelled when the server shuts down: WebSockets close, the worker stops.
+    pub shutdown: CancellationToken,
 }
 
 impl AppState {
@@ -36,6 +40,7 @@ impl AppState {
             schema,
             statements,
             uploads,
+            shutdown: CancellationToken::new(),
         }
     }
 }

@@ -46,10 +46,10 @@ pub struct Service {
 impl Service {
     pub fn new(db: DatabaseConnection, storage: Storage, links: FileLinks) -> Self {
         Self {
+            events: JobEvents::new(db.clone()),
             db,
             storage,
             links,
-            events: JobEvents::default(),
             jobs_ready: Arc::new(Notify::new()),
         }
     }

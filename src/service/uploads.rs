@@ -140,7 +140,7 @@ impl Service {
         match job {
             Ok(job) => {
                 self.jobs_ready.notify_one();
-                self.events.publish(&job);
+                self.events.publish(&job).await;
                 Ok(job)
             }
             Err(e) => {
@@ -208,7 +208,7 @@ impl Service {
             .upload_job(org, job_id)
             .await?
             .ok_or_else(|| AppError::not_found("upload job", job_id))?;
-        self.events.publish(&job);
+        self.events.publish(&job).await;
         Ok(job)
     }
 }

@@ -16,6 +16,7 @@ use crate::domain::{
     AudienceGroupStatus, AudienceGroupType, CustomerIdentifierType, UploadJobStatus, now,
 };
 use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
+use crate::events::PROGRESS_EVERY;
 use crate::ingest::rules::RowErrorCode;
 use crate::service::{Service, result_keys};
 
@@ -296,6 +297,7 @@ async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
 async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
     let total = ctx.job.actual_row_count;
     let mut cancel = reload(ctx).await?.cancel_requested;
+    let mut last_event = std::time::Instant::now();
     while ctx.job.committed_through < total {
         if cancel {
             return Ok(true);
@@ -309,7 +311,10 @@ async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
         let _ = accepted;
         cancel = job.cancel_requested;
         ctx.job = job;
-        ctx.service.events().publish(&ctx.job);
+        if last_event.elapsed() >= PROGRESS_EVERY {
+            ctx.service.events().publish(&ctx.job).await;
+            last_event = std::time::Instant::now();
+        }
     }
     let job = ctx
         .update_job(ctx.service.db(), "phase = 'FILES'", vec![])
@@ -405,7 +410,7 @@ async fn fail(ctx: &mut JobCtx<'_>, reason: &str) -> Result<(), Stop> {
         .await?;
     txn.commit().await?;
     tracing::info!(job_id = job.id, reason, "errored");
-    ctx.service.events().publish(&job);
+    ctx.service.events().publish(&job).await;
     ctx.job = job;
     Ok(())
 }
@@ -458,7 +463,7 @@ async fn finish(ctx: &mut JobCtx<'_>, status: UploadJobStatus) -> Result<(), Sto
         rejected = job.error_count,
         "ended"
     );
-    ctx.service.events().publish(&job);
+    ctx.service.events().publish(&job).await;
     ctx.job = job;
     Ok(())
 }

@@ -161,7 +161,7 @@ async fn claim(service: &Service, cfg: &WorkerConfig) -> anyhow::Result<Option<u
     if let Some(job) = &job {
         tracing::info!(job_id = job.id, attempt = job.attempts, phase = %job.phase, "claimed");
         debug_assert_eq!(job.upload_status, UploadJobStatus::Processing.as_str());
-        service.events().publish(job);
+        service.events().publish(job).await;
     }
     Ok(job)
 }

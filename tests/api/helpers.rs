@@ -128,7 +128,8 @@ impl TestApp {
         .await
         .expect("build app");
         std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");
-        let shutdown = CancellationToken::new();
+        let shutdown = state.shutdown.clone();
+        state.service.events().start_listener(shutdown.clone());
         if opts.worker {
             let cfg = WorkerConfig {
                 batch_rows: opts.batch_rows,

@@ -12,4 +12,5 @@ mod rest;
 mod schema;
 mod statements;
 mod status;
+mod subscriptions;
 mod uploads;

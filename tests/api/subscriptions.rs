@@ -1,0 +1,256 @@
+//! `uploadJobUpdated` over a real WebSocket, both protocols: live progress, auth, tenancy.
+
+use std::time::Duration;
+
+use coupon_upload_api::domain::Permission;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::db_tests;
+use crate::helpers::TestApp;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+db_tests!(
+    subscribers_follow_an_upload_to_finished,
+    legacy_protocol_and_job_subscriptions_work,
+    bad_keys_close_with_4403,
+    other_orgs_series_are_not_found,
+);
+
+pub async fn connect(base: &str, protocol: &str) -> Ws {
+    let url = base.replacen("http://", "ws://", 1) + "/graphql";
+    let mut req = url.into_client_request().expect("request");
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
+    let (ws, res) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    assert_eq!(
+        res.headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok()),
+        Some(protocol)
+    );
+    ws
+}
+
+pub async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON message (skipping pings), or the close frame as `{"close": code, "reason": …}`.
+pub async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a message within 60 s")
+            .expect("stream open")
+            .expect("message");
+        match msg {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(&t).expect("json");
+                if v["type"] == "ping" || v["type"] == "ka" {
+                    continue;
+                }
+                return v;
+            }
+            Message::Close(frame) => {
+                return match frame {
+                    Some(f) => {
+                        json!({ "close": u16::from(f.code), "reason": f.reason.to_string() })
+                    }
+                    None => json!({ "close": null }),
+                };
+            }
+            _ => continue,
+        }
+    }
+}
+
+pub async fn init(ws: &mut Ws, key: &str) {
+    send(ws, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {key}") } })).await;
+    assert_eq!(recv(ws).await["type"], "connection_ack");
+}
+
+pub const SUB: &str = "subscription($s: ID!, $j: ID) { uploadJobUpdated(couponSeriesId: $s, jobId: $j) {
+    jobId uploadStatus processedRowCount actualRowCount totalUploadedCount errorCount errorFileUrl successFileUrl
+    audienceGroup { id } } }";
+
+fn codes(n: usize) -> Vec<u8> {
+    let mut f = String::from("code\n");
+    for i in 0..n {
+        f.push_str(&format!("LIVE-{n}-{i}\n"));
+    }
+    f.push_str("BAD CODE\n");
+    f.into_bytes()
+}
+
+async fn subscribers_follow_an_upload_to_finished(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let mut ws = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut ws, &key).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": series } } })).await;
+    // A small job first: once its end arrives, the subscription is surely live.
+    let warm_up = app.upload_ok(&key, &series, &codes(1), json!({})).await;
+    loop {
+        let m = recv(&mut ws).await;
+        let j = &m["payload"]["data"]["uploadJobUpdated"];
+        if j["jobId"] == warm_up.as_str() && j["uploadStatus"] == "FINISHED" {
+            break;
+        }
+    }
+    // Large enough to take well over the 250 ms between progress events, in batches of 4.
+    let job = app
+        .upload_ok(&key, &series, &codes(12_000), json!({}))
+        .await;
+    let mut events = Vec::new();
+    loop {
+        let m = recv(&mut ws).await;
+        assert_eq!(m["type"], "next", "{m}");
+        assert_eq!(m["id"], "1");
+        let j = m["payload"]["data"]["uploadJobUpdated"].clone();
+        assert_eq!(j["jobId"], job.as_str());
+        let done = j["uploadStatus"] == "FINISHED";
+        events.push(j);
+        if done {
+            break;
+        }
+    }
+    let statuses: Vec<&str> = events
+        .iter()
+        .map(|e| e["uploadStatus"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(statuses.first(), Some(&"STARTED"), "{statuses:?}");
+    assert_eq!(statuses.get(1), Some(&"PROCESSING"), "{statuses:?}");
+    let progress: Vec<i64> = events
+        .iter()
+        .map(|e| e["processedRowCount"].as_i64().unwrap_or(-1))
+        .collect();
+    assert!(
+        progress.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {progress:?}"
+    );
+    assert!(
+        events.iter().any(|e| e["uploadStatus"] == "PROCESSING"
+            && e["processedRowCount"].as_i64().unwrap_or(0) > 0),
+        "progress while processing: {progress:?}"
+    );
+    let last = events.last().cloned().unwrap_or_default();
+    let queried = app.wait_job(&key, &job).await;
+    for f in [
+        "actualRowCount",
+        "totalUploadedCount",
+        "errorCount",
+        "processedRowCount",
+    ] {
+        assert_eq!(
+            last[f], queried[f],
+            "{f}: the last event carries the final counts"
+        );
+    }
+    assert_eq!(last["totalUploadedCount"], 12_000);
+    assert!(
+        last["errorFileUrl"]
+            .as_str()
+            .is_some_and(|u| u.contains("/files/")),
+        "{last}"
+    );
+    assert!(last["successFileUrl"].is_string());
+}
+
+async fn legacy_protocol_and_job_subscriptions_work(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let job = app.upload_ok(&key, &series, &codes(50), json!({})).await;
+    let mut ws = connect(&app.base, "graphql-ws").await;
+    send(
+        &mut ws,
+        json!({ "type": "connection_init", "payload": { "token": key } }),
+    )
+    .await;
+    assert_eq!(recv(&mut ws).await["type"], "connection_ack");
+    send(&mut ws, json!({ "id": "7", "type": "start", "payload": { "query": SUB, "variables": { "s": series, "j": job } } })).await;
+    // The job's current state first, then changes, then `complete` after the final state.
+    let mut last = Value::Null;
+    loop {
+        let m = recv(&mut ws).await;
+        match m["type"].as_str() {
+            Some("data") => last = m["payload"]["data"]["uploadJobUpdated"].clone(),
+            Some("complete") => break,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!(last["uploadStatus"], "FINISHED", "{last}");
+    assert_eq!(last["totalUploadedCount"], 50);
+    assert_eq!(last["errorCount"], 1);
+}
+
+async fn bad_keys_close_with_4403(app: TestApp) {
+    for payload in [
+        json!({ "Authorization": "Bearer cua_nope" }),
+        json!({}),
+        json!({ "token": "" }),
+    ] {
+        let mut ws = connect(&app.base, "graphql-transport-ws").await;
+        send(
+            &mut ws,
+            json!({ "type": "connection_init", "payload": payload }),
+        )
+        .await;
+        let m = recv(&mut ws).await;
+        assert_eq!(
+            m["close"],
+            u16::from(CloseCode::Library(4403)),
+            "{payload}: {m}"
+        );
+        assert!(
+            m["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("UNAUTHENTICATED")),
+            "{m}"
+        );
+    }
+    // Subscribing without connection_init is refused too.
+    let mut ws = connect(&app.base, "graphql-transport-ws").await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": "1" } } })).await;
+    let m = recv(&mut ws).await;
+    assert!(m["close"].is_number(), "{m}");
+}
+
+async fn other_orgs_series_are_not_found(app: TestApp) {
+    let mine = app.key(1, Permission::Read).await;
+    let theirs = app.key(2, Permission::ReadWrite).await;
+    let foreign = app.create_series(&theirs, json!({})).await;
+    let mut ws = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut ws, &mine).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": foreign } } })).await;
+    let m = recv(&mut ws).await;
+    // graphql-transport-ws: a resolver error arrives as `next` with `errors`, then `complete`.
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(m["payload"]["data"], Value::Null);
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{m}"
+    );
+    assert_eq!(recv(&mut ws).await["type"], "complete");
+    // A job of theirs does not leak into a subscription of mine either.
+    let own = app.create_series(&mine_writer(&app).await, json!({})).await;
+    send(&mut ws, json!({ "id": "2", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": own } } })).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = app.upload_ok(&theirs, &foreign, &codes(5), json!({})).await;
+    app.wait_job(&theirs, &job).await;
+    let quiet = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
+    assert!(quiet.is_err(), "no event from org 2: {quiet:?}");
+}
+
+async fn mine_writer(app: &TestApp) -> String {
+    app.key(1, Permission::ReadWrite).await
+}
