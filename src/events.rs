@@ -8,17 +8,18 @@
 //! runs. Each event carries the job's state at that moment, so the last event of a job carries
 //! its final counts and file links.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbBackend, EntityTrait};
-use tokio::sync::broadcast;
+use tokio::sync::{OnceCell, broadcast};
 use tokio_util::sync::CancellationToken;
 
 use crate::entity::upload_job;
 
 /// How many events a slow subscriber may fall behind before it misses some.
 const CAPACITY: usize = 1024;
-/// The PostgreSQL channel job events travel on.
+/// The PostgreSQL channel job events travel on (suffixed with the schema).
 pub const CHANNEL: &str = "upload_job_events";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7900;
@@ -29,6 +30,8 @@ pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 pub struct JobEvents {
     tx: broadcast::Sender<upload_job::Model>,
     db: DatabaseConnection,
+    /// `upload_job_events.<schema>`: instances share events when they share the schema.
+    channel: Arc<OnceCell<String>>,
 }
 
 impl JobEvents {
@@ -36,7 +39,23 @@ impl JobEvents {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             db,
+            channel: Arc::default(),
         }
+    }
+
+    async fn channel(&self) -> anyhow::Result<&str> {
+        let name = self
+            .channel
+            .get_or_try_init(|| async {
+                let schema: String = sea_orm::sqlx::query_scalar("SELECT current_schema()::text")
+                    .fetch_one(self.db.get_postgres_connection_pool())
+                    .await?;
+                let mut name = format!("{CHANNEL}.{schema}");
+                name.truncate(63);
+                Ok::<_, anyhow::Error>(name)
+            })
+            .await?;
+        Ok(name.as_str())
     }
 
     fn via_postgres(&self) -> bool {
@@ -53,11 +72,16 @@ impl JobEvents {
                 .ok()
                 .filter(|p| p.len() < MAX_PAYLOAD)
                 .unwrap_or_else(|| job.id.to_string());
-            let sent = sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(payload)
-                .execute(pool)
-                .await;
+            let sent = match self.channel().await {
+                Ok(channel) => sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(channel)
+                    .bind(payload)
+                    .execute(pool)
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e),
+            };
             if let Err(e) = sent {
                 tracing::warn!(job_id = job.id, error = %e, "NOTIFY failed; delivering locally only");
                 let _ = self.tx.send(job.clone());
@@ -103,7 +127,7 @@ impl JobEvents {
     async fn listen(&self) -> anyhow::Result<()> {
         let pool = self.db.get_postgres_connection_pool();
         let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(CHANNEL).await?;
+        listener.listen(self.channel().await?).await?;
         loop {
             let n = listener.recv().await?;
             if let Ok(job) = serde_json::from_str::<upload_job::Model>(n.payload()) {

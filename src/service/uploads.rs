@@ -139,8 +139,9 @@ impl Service {
         .await;
         match job {
             Ok(job) => {
-                self.jobs_ready.notify_one();
+                // STARTED goes out before the worker is woken, so subscribers see it first.
                 self.events.publish(&job).await;
+                self.jobs_ready.notify_one();
                 Ok(job)
             }
             Err(e) => {

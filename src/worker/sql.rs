@@ -57,18 +57,13 @@ pub const INSERT_COUPONS: &str = "
     SELECT $2, $3, $1, row_number, code, $6, customer, $7 FROM upload_row
     WHERE job_id = $1 AND row_number BETWEEN $4 AND $5 AND error_code IS NULL
     ORDER BY row_number
-    ON CONFLICT (org_id, code) DO NOTHING";
+    ON CONFLICT (org_id, code) DO NOTHING
+    RETURNING row_number";
 
-/// Rows of the batch the guard skipped: their code arrived in the org meanwhile.
-pub const MARK_CONFLICTS: &str = "
-    UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $5
-    WHERE job_id = $1 AND row_number BETWEEN $3 AND $4 AND error_code IS NULL AND NOT EXISTS (
-      SELECT 1 FROM coupon c WHERE c.org_id = $2 AND c.code = upload_row.code AND c.upload_job_id = $1)";
-
-pub const BATCH_COUNTS: &str = "
-    SELECT COALESCE(SUM(CASE WHEN error_code IS NULL THEN 1 ELSE 0 END), 0) AS accepted,
-           COALESCE(SUM(CASE WHEN error_code IS NULL THEN 0 ELSE 1 END), 0) AS rejected
-    FROM upload_row WHERE job_id = $1 AND row_number BETWEEN $2 AND $3";
+/// The batch's accepted rows, to find any the guard skipped.
+pub const VALID_ROWS: &str = "
+    SELECT row_number FROM upload_row
+    WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL";
 
 pub const ERROR_ROWS: &str = "
     SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row

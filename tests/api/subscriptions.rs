@@ -117,7 +117,7 @@ async fn subscribers_follow_an_upload_to_finished(app: TestApp) {
         assert_eq!(m["type"], "next", "{m}");
         assert_eq!(m["id"], "1");
         let j = m["payload"]["data"]["uploadJobUpdated"].clone();
-        assert_eq!(j["jobId"], job.as_str());
+        assert_eq!(j["jobId"], job.as_str(), "warm-up {warm_up}: {m}");
         let done = j["uploadStatus"] == "FINISHED";
         events.push(j);
         if done {
