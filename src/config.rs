@@ -24,6 +24,11 @@ pub struct ServeArgs {
     /// Folder for uploaded and result files.
     #[arg(long, env = "STORAGE_DIR", default_value = "data/files")]
     pub storage_dir: PathBuf,
+    /// Where files are kept, as a URL: `s3://bucket/prefix` (S3-compatible; `AWS_*` variables
+    /// configure it) or `file:///path`. Default: the folder `--storage-dir`. Instances that
+    /// share a database must share this too.
+    #[arg(long, env = "STORAGE_URL")]
+    pub storage_url: Option<String>,
     /// Base URL clients reach this server at, used in download links (default: `http://BIND`).
     #[arg(long, env = "PUBLIC_URL")]
     pub public_url: Option<String>,

@@ -179,6 +179,7 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
             ..Default::default()
         },
         storage_dir: &args.storage_dir,
+        storage_url: args.storage_url.as_deref(),
         public_url: &public_url,
         link_secret: &secret,
         link_ttl_secs: args.file_link_ttl_secs,

@@ -13,6 +13,8 @@ pub struct AppSettings<'a> {
     pub database_url: &'a str,
     pub db: DbOptions,
     pub storage_dir: &'a Path,
+    /// Overrides `storage_dir` (`s3://…` or `file://…`).
+    pub storage_url: Option<&'a str>,
     pub public_url: &'a str,
     pub link_secret: &'a [u8],
     pub link_ttl_secs: i64,
@@ -24,7 +26,10 @@ pub async fn build_state(s: AppSettings<'_>) -> anyhow::Result<AppState> {
     let statements = StatementCounter::default();
     let conn = db::connect(s.database_url, &s.db, &statements).await?;
     db::migrate(&conn).await?;
-    let storage = Storage::local(s.storage_dir)?;
+    let storage = match s.storage_url {
+        Some(url) => Storage::from_url(url)?,
+        None => Storage::local(s.storage_dir)?,
+    };
     let links = FileLinks::new(s.public_url, s.link_secret, s.link_ttl_secs);
     Ok(AppState::new(
         Service::new(conn, storage, links),

@@ -26,6 +26,35 @@ pub struct StoredFile {
 }
 
 impl Storage {
+    /// Storage named by a URL: `file:///path` (a local folder) or `s3://bucket[/prefix]` (an
+    /// S3-compatible bucket; credentials, region and endpoint from the standard `AWS_*`
+    /// variables, e.g. `AWS_ENDPOINT=http://127.0.0.1:9000` and `AWS_ALLOW_HTTP=true` for a
+    /// local S3 server).
+    pub fn from_url(url: &str) -> anyhow::Result<Self> {
+        if let Some(path) = url.strip_prefix("file://") {
+            return Self::local(std::path::Path::new(path));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            anyhow::ensure!(
+                !bucket.is_empty(),
+                "the storage URL {url:?} names no bucket"
+            );
+            let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .build()
+                .with_context(|| format!("configuring S3 storage {url}"))?;
+            let prefix = prefix.trim_matches('/');
+            let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
+                Arc::new(s3)
+            } else {
+                Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
+            };
+            return Ok(Self { store });
+        }
+        anyhow::bail!("unsupported storage URL {url:?}: use file:///path or s3://bucket/prefix")
+    }
+
     /// A local folder, created if missing.
     pub fn local(dir: &std::path::Path) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)

@@ -116,6 +116,7 @@ impl TestApp {
                 search_path,
             },
             storage_dir: &dir.path().join("files"),
+            storage_url: None,
             public_url: &base,
             link_secret: b"test-secret-test-secret",
             link_ttl_secs: 600,

@@ -5,6 +5,7 @@ mod helpers;
 
 mod auth;
 mod cli;
+mod cluster;
 mod crash;
 mod fixtures;
 mod http_misc;
@@ -12,5 +13,5 @@ mod rest;
 mod schema;
 mod statements;
 mod status;
-mod subscriptions;
+pub mod subscriptions;
 mod uploads;
