@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261125_000001_init;
 mod m20261126_000002_uploads;
+mod m20261126_000003_coupon_without_fks;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261125_000001_init::Migration),
             Box::new(m20261126_000002_uploads::Migration),
+            Box::new(m20261126_000003_coupon_without_fks::Migration),
         ]
     }
 }

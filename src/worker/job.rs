@@ -333,7 +333,7 @@ async fn commit_batch(
     let customer_type: Option<String> =
         (ctx.kind != CustomerIdentifierType::NotTagged).then(|| ctx.kind.as_str().to_owned());
     let inserted = txn
-        .query_all_raw(ctx.s(
+        .execute_raw(ctx.s(
             sql::INSERT_COUPONS,
             vec![
                 j.id.into(),
@@ -346,39 +346,15 @@ async fn commit_batch(
             ],
         ))
         .await?;
-    let accepted = inserted.len() as i64;
-    // Rows the unique index skipped: their code reached the org after judging (another job
-    // committed it). Rare; found by difference, with primary-key lookups only.
-    let valid = txn
-        .query_all_raw(ctx.s(sql::VALID_ROWS, vec![j.id.into(), from.into(), to.into()]))
-        .await?;
-    if valid.len() as i64 != accepted {
-        let got: std::collections::HashSet<i64> = inserted
-            .iter()
-            .map(|r| r.try_get::<i64>("", "row_number"))
-            .collect::<Result<_, _>>()?;
-        let skipped: Vec<i64> = valid
-            .iter()
-            .map(|r| r.try_get::<i64>("", "row_number"))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter(|n| !got.contains(n))
-            .collect();
-        for chunk in skipped.chunks(1000) {
-            let list = chunk
-                .iter()
-                .map(i64::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
-            txn.execute_raw(ctx.s(
-                &format!(
-                    "UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $2 \
-                     WHERE job_id = $1 AND row_number IN ({list})"
-                ),
-                vec![j.id.into(), RowErrorCode::CodeAlreadyExists.default_message().to_owned().into()],
-            ))
-            .await?;
-        }
+    let accepted = inserted.rows_affected() as i64;
+    let valid: i64 = txn
+        .query_one_raw(ctx.s(sql::VALID_COUNT, vec![j.id.into(), from.into(), to.into()]))
+        .await?
+        .map(|r| r.try_get("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    if valid != accepted {
+        mark_skipped(ctx, txn, from, to).await?;
     }
     let rejected = (to - from + 1) - accepted;
     if accepted > 0 {
@@ -402,6 +378,71 @@ async fn commit_batch(
         )
         .await?;
     Ok((job, accepted))
+}
+
+/// Rows of a batch the unique index skipped: their code reached the org after judging
+/// (another job committed it). Rare, so done plainly: the batch's accepted codes are looked up
+/// by the unique index, and those that belong to another job are marked.
+async fn mark_skipped(
+    ctx: &JobCtx<'_>,
+    txn: &DatabaseTransaction,
+    from: i64,
+    to: i64,
+) -> Result<(), Stop> {
+    let j = &ctx.job;
+    let valid = txn
+        .query_all_raw(ctx.s(sql::VALID_ROWS, vec![j.id.into(), from.into(), to.into()]))
+        .await?;
+    let rows: Vec<(i64, String)> = valid
+        .iter()
+        .map(|r| Ok::<_, sea_orm::DbErr>((r.try_get("", "row_number")?, r.try_get("", "code")?)))
+        .collect::<Result<_, _>>()?;
+    let mut skipped = Vec::new();
+    for chunk in rows.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+        let mut values: Vec<Value> = vec![j.org_id.into(), j.id.into()];
+        values.extend(chunk.iter().map(|(_, code)| Value::from(code.clone())));
+        let ours = txn
+            .query_all_raw(ctx.s(
+                &format!(
+                    "SELECT code FROM coupon WHERE org_id = $1 AND upload_job_id = $2 AND code IN ({})",
+                    placeholders.join(",")
+                ),
+                values,
+            ))
+            .await?;
+        let ours: std::collections::HashSet<String> = ours
+            .iter()
+            .map(|r| r.try_get::<String>("", "code"))
+            .collect::<Result<_, _>>()?;
+        skipped.extend(
+            chunk
+                .iter()
+                .filter(|(_, c)| !ours.contains(c))
+                .map(|(n, _)| *n),
+        );
+    }
+    for chunk in skipped.chunks(1000) {
+        let list = chunk
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        txn.execute_raw(ctx.s(
+            &format!(
+                "UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $2 \
+                 WHERE job_id = $1 AND row_number IN ({list})"
+            ),
+            vec![j.id.into(), RowErrorCode::CodeAlreadyExists.default_message().to_owned().into()],
+        ))
+        .await?;
+    }
+    tracing::info!(
+        job_id = j.id,
+        skipped = skipped.len(),
+        "codes taken by another job meanwhile"
+    );
+    Ok(())
 }
 
 async fn reload(ctx: &JobCtx<'_>) -> Result<upload_job::Model, Stop> {

@@ -57,12 +57,16 @@ pub const INSERT_COUPONS: &str = "
     SELECT $2, $3, $1, row_number, code, $6, customer, $7 FROM upload_row
     WHERE job_id = $1 AND row_number BETWEEN $4 AND $5 AND error_code IS NULL
     ORDER BY row_number
-    ON CONFLICT (org_id, code) DO NOTHING
-    RETURNING row_number";
+    ON CONFLICT (org_id, code) DO NOTHING";
 
-/// The batch's accepted rows, to find any the guard skipped.
+/// How many rows of the batch were accepted when judged.
+pub const VALID_COUNT: &str = "
+    SELECT COUNT(*) AS n FROM upload_row
+    WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL";
+
+/// The batch's accepted rows and their codes, to find any the guard skipped (rare).
 pub const VALID_ROWS: &str = "
-    SELECT row_number FROM upload_row
+    SELECT row_number, code FROM upload_row
     WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL";
 
 pub const ERROR_ROWS: &str = "

@@ -319,6 +319,7 @@ async fn cluster(db_url: &str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let t0 = Instant::now();
     let job = upload(&a.base, &key, &series, file("ONE", 2_000)).await;
+    let uploaded = t0.elapsed();
     let last = loop {
         let m = recv(&mut ws).await;
         let j = m["payload"]["data"]["uploadJobUpdated"].clone();
@@ -326,7 +327,18 @@ async fn cluster(db_url: &str) {
             break j;
         }
     };
-    println!("upload through A → FINISHED event on B: {:?}", t0.elapsed());
+    let received = chrono::Utc::now();
+    println!(
+        "upload request {uploaded:?}; upload through A → FINISHED event on B: {:?}",
+        t0.elapsed()
+    );
+    let finished_at =
+        chrono::DateTime::parse_from_rfc3339(last["updatedOn"].as_str().expect("updatedOn"))
+            .expect("time");
+    println!(
+        "job finished (commit on the worker) → event received on B: {} ms",
+        (received - finished_at.with_timezone(&chrono::Utc)).num_milliseconds()
+    );
     assert_eq!(last["totalUploadedCount"], 2_000 - 40);
     let url = last["errorFileUrl"]
         .as_str()

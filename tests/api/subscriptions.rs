@@ -81,7 +81,7 @@ pub async fn init(ws: &mut Ws, key: &str) {
 
 pub const SUB: &str = "subscription($s: ID!, $j: ID) { uploadJobUpdated(couponSeriesId: $s, jobId: $j) {
     jobId uploadStatus processedRowCount actualRowCount totalUploadedCount errorCount errorFileUrl successFileUrl
-    audienceGroup { id } } }";
+    updatedOn audienceGroup { id } } }";
 
 fn codes(n: usize) -> Vec<u8> {
     let mut f = String::from("code\n");

@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::db_tests;
 use crate::helpers::{Backend, Options, TestApp, code};
+use crate::{db_tests, db_tests_with};
 
 db_tests!(
     graphql_upload_finishes_with_exact_counts_and_files,
@@ -878,4 +878,78 @@ async fn cancel_stops_at_a_batch_boundary(app: TestApp) {
         .await
         .expect("db");
     assert_eq!(stored.len() as i64, processed);
+}
+
+// A code that reaches the org between judging and committing (another job committed it) is
+// caught by the unique index at commit time and reported, with exact counts.
+db_tests_with!(Options { worker: false, ..Default::default() }; codes_taken_after_judging_are_reported);
+
+async fn codes_taken_after_judging_are_reported(app: TestApp) {
+    use coupon_upload_api::entity::{upload_job, upload_row};
+    use sea_orm::{ActiveModelTrait, Set};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let job = app
+        .upload_ok(&key, &series, b"code\nA-1\nA-2\nA-3\n", json!({}))
+        .await;
+    let job_id: i64 = job.parse().expect("id");
+    let db = app.state.service.db();
+    // As if staged and judged: three valid rows, the job ready to commit.
+    for (n, code) in [(1, "A-1"), (2, "A-2"), (3, "A-3")] {
+        upload_row::ActiveModel {
+            job_id: Set(job_id),
+            row_number: Set(n),
+            raw_code: Set(code.into()),
+            raw_customer: Set(None),
+            code: Set(Some(code.into())),
+            customer: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+        }
+        .insert(db)
+        .await
+        .expect("stage");
+    }
+    let mut j: upload_job::ActiveModel = upload_job::Entity::find_by_id(job_id)
+        .one(db)
+        .await
+        .expect("db")
+        .expect("job")
+        .into();
+    j.phase = Set("COMMIT".into());
+    j.actual_row_count = Set(3);
+    j.update(db).await.expect("job");
+    // Meanwhile another upload of the org stored A-2.
+    coupon::ActiveModel {
+        org_id: Set(1),
+        coupon_series_id: Set(series.parse().expect("id")),
+        upload_job_id: Set(None),
+        row_number: Set(None),
+        code: Set("A-2".into()),
+        customer_identifier_type: Set(None),
+        customer_identifier: Set(None),
+        created_on: Set(coupon_upload_api::domain::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("coupon");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    coupon_upload_api::worker::spawn(app.state.service.clone(), Default::default(), shutdown);
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "FINISHED", "{j}");
+    assert_eq!(
+        (j["totalUploadedCount"].clone(), j["errorCount"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(
+        error_rows(&app.download(&j["errorFileUrl"]).await),
+        vec![(2, s("CODE_ALREADY_EXISTS"), s("A-2"), s(""))]
+    );
+    let ok = success_rows(&app.download(&j["successFileUrl"]).await);
+    assert_eq!(
+        ok.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
+        ["A-1", "A-3"]
+    );
 }
