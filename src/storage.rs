@@ -17,7 +17,12 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 #[derive(Clone, Debug)]
 pub struct Storage {
     store: Arc<dyn ObjectStore>,
+    /// Bytes buffered per part of a streamed write: S3 needs at least 5 MiB, a folder less.
+    part_size: usize,
 }
+
+const LOCAL_PART: usize = 1024 * 1024;
+const S3_PART: usize = 5 * 1024 * 1024;
 
 /// A stored file, opened for streaming.
 pub struct StoredFile {
@@ -50,7 +55,10 @@ impl Storage {
             } else {
                 Arc::new(object_store::prefix::PrefixStore::new(s3, prefix))
             };
-            return Ok(Self { store });
+            return Ok(Self {
+                store,
+                part_size: S3_PART,
+            });
         }
         anyhow::bail!("unsupported storage URL {url:?}: use file:///path or s3://bucket/prefix")
     }
@@ -63,6 +71,7 @@ impl Storage {
             .with_context(|| format!("opening the storage folder {}", dir.display()))?;
         Ok(Self {
             store: Arc::new(store),
+            part_size: LOCAL_PART,
         })
     }
 
@@ -102,7 +111,7 @@ impl Storage {
     {
         use tokio::io::AsyncWriteExt;
         let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
-        let mut writer = object_store::buffered::BufWriter::new(self.store.clone(), path);
+        let mut writer = self.buffered(path);
         let copied = tokio::io::copy(&mut reader, &mut writer).await;
         match copied {
             Ok(n) => {
@@ -117,6 +126,14 @@ impl Storage {
                 Err(anyhow::Error::new(e).context(format!("storing {key}")))
             }
         }
+    }
+
+    /// Writes go out in parts of `part_size`, at most two at a time, so the memory a file
+    /// takes while written is bounded whatever its size (object_store's defaults would allow
+    /// 8 parts of 10 MiB).
+    fn buffered(&self, path: Path) -> object_store::buffered::BufWriter {
+        object_store::buffered::BufWriter::with_capacity(self.store.clone(), path, self.part_size)
+            .with_max_concurrency(2)
     }
 
     /// A writer for a new object; `shutdown()` completes it, `abort()` discards it.

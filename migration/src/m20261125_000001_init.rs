@@ -138,6 +138,13 @@ fn fk(
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    /// One transaction, hence one connection: on SQLite, DDL spread over pooled connections
+    /// can meet a connection that still sees the schema as it was (seen: "index already
+    /// exists" right after dropping it), and a failed migration is never left half applied.
+    fn use_transaction(&self) -> Option<bool> {
+        Some(true)
+    }
+
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
         m.create_table(
             Table::create()

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use sea_orm::sqlx::Row;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbBackend, EntityTrait,
     FromQueryResult, QueryFilter, Set, Value,
@@ -588,10 +589,67 @@ async fn add_audience_version(
     Ok((group.id, version.id))
 }
 
-/// Rows per query when streaming result files out of `upload_row`.
+/// Rows per query when paging result files out of `upload_row` (SQLite).
 const FILE_PAGE: i64 = 10_000;
+const ERROR_HEADER: [&str; 5] = [
+    "rowNumber",
+    "errorCode",
+    "errorMessage",
+    "couponCode",
+    "customerIdentifier",
+];
+const SUCCESS_HEADER: [&str; 4] = ["rowNumber", "couponId", "couponCode", "customerIdentifier"];
+
+/// PostgreSQL: a result file from one streamed query (rows arrive as they are read, in 1 MiB
+/// pieces to storage), rather than page by page. `sql` binds `$1` job, `$2` org, `$3` through.
+async fn stream_pg_file(
+    ctx: &JobCtx<'_>,
+    key: &str,
+    header: &[&str],
+    sql: &'static str,
+    through: i64,
+    record: impl Fn(&sea_orm::sqlx::postgres::PgRow) -> Result<Vec<String>, sea_orm::sqlx::Error>,
+) -> Result<(), Stop> {
+    use futures_util::TryStreamExt;
+    let internal = |e: sea_orm::sqlx::Error| Stop::Internal(e.into());
+    let mut out = ctx.service.storage().writer(key)?;
+    let mut page = csv_page(Some(header))?;
+    let pool = ctx.service.db().get_postgres_connection_pool();
+    let mut rows = sea_orm::sqlx::query(sql)
+        .bind(ctx.job.id)
+        .bind(ctx.job.org_id)
+        .bind(through)
+        .fetch(pool);
+    let mut n = 0usize;
+    while let Some(row) = rows.try_next().await.map_err(internal)? {
+        page.write_record(record(&row).map_err(internal)?)
+            .map_err(|e| Stop::Internal(e.into()))?;
+        n += 1;
+        if n.is_multiple_of(10_000) {
+            flush_page(&mut out, &mut page).await?;
+        }
+    }
+    drop(rows);
+    flush_page(&mut out, &mut page).await?;
+    out.shutdown().await.map_err(|e| Stop::Internal(e.into()))?;
+    Ok(())
+}
 
 async fn write_errors(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), Stop> {
+    if ctx.backend == DbBackend::Postgres {
+        return stream_pg_file(ctx, key, &ERROR_HEADER, sql::ERROR_ROWS_PG, through, |r| {
+            Ok(vec![
+                r.try_get::<i64, _>("row_number")?.to_string(),
+                r.try_get("error_code")?,
+                r.try_get::<Option<String>, _>("error_message")?
+                    .unwrap_or_default(),
+                r.try_get("raw_code")?,
+                r.try_get::<Option<String>, _>("raw_customer")?
+                    .unwrap_or_default(),
+            ])
+        })
+        .await;
+    }
     let mut out = ctx.service.storage().writer(key)?;
     let mut page = csv_page(Some(&[
         "rowNumber",
@@ -642,6 +700,25 @@ async fn write_errors(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), S
 }
 
 async fn write_successes(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), Stop> {
+    if ctx.backend == DbBackend::Postgres {
+        return stream_pg_file(
+            ctx,
+            key,
+            &SUCCESS_HEADER,
+            sql::SUCCESS_ROWS_PG,
+            through,
+            |r| {
+                Ok(vec![
+                    r.try_get::<i64, _>("row_number")?.to_string(),
+                    r.try_get::<i64, _>("coupon_id")?.to_string(),
+                    r.try_get("code")?,
+                    r.try_get::<Option<String>, _>("customer_identifier")?
+                        .unwrap_or_default(),
+                ])
+            },
+        )
+        .await;
+    }
     let mut out = ctx.service.storage().writer(key)?;
     let mut page = csv_page(Some(&[
         "rowNumber",

@@ -83,3 +83,16 @@ pub const SUCCESS_ROWS: &str = "
 pub const DISTINCT_CUSTOMERS: &str = "
     SELECT COUNT(DISTINCT customer) AS n FROM upload_row
     WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL";
+
+/// The error file's rows in one query (PostgreSQL streams it).
+pub const ERROR_ROWS_PG: &str = "
+    SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
+    WHERE job_id = $1 AND $2::bigint IS NOT NULL AND error_code IS NOT NULL AND row_number <= $3
+    ORDER BY row_number";
+
+/// The success file's rows in one query (PostgreSQL streams it).
+pub const SUCCESS_ROWS_PG: &str = "
+    SELECT u.row_number, c.id AS coupon_id, c.code, c.customer_identifier FROM upload_row u
+    JOIN coupon c ON c.org_id = $2 AND c.code = u.code AND c.upload_job_id = $1
+    WHERE u.job_id = $1 AND u.error_code IS NULL AND u.row_number <= $3
+    ORDER BY u.row_number";
