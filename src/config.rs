@@ -57,6 +57,24 @@ pub struct ServeArgs {
     /// On SIGTERM/SIGINT, how long in-flight requests and the current batch may take.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
+    /// Deepest selection nesting a GraphQL request may have.
+    #[arg(long, env = "MAX_QUERY_DEPTH", default_value_t = 12)]
+    pub max_query_depth: usize,
+    /// Most complexity points per request (a field is 1; a list costs its page size times an item).
+    #[arg(long, env = "MAX_QUERY_COMPLEXITY", default_value_t = 20_000)]
+    pub max_query_complexity: usize,
+    /// Most aliased fields per request.
+    #[arg(long, env = "MAX_QUERY_ALIASES", default_value_t = 30)]
+    pub max_query_aliases: usize,
+    /// Most operations in one batched GraphQL request.
+    #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 10)]
+    pub max_batch_size: usize,
+    /// Answer introspection queries (`__schema`, `__type`); on by default, for GraphiQL.
+    #[arg(long, env = "INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub introspection: bool,
+    /// Suggest field names in validation errors.
+    #[arg(long, env = "FIELD_SUGGESTIONS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub field_suggestions: bool,
     /// Serve the API only; process no jobs (for instances dedicated to traffic).
     #[arg(long, env = "NO_WORKER")]
     pub no_worker: bool,
@@ -72,6 +90,17 @@ impl ServeArgs {
             max_file_bytes: self.max_upload_bytes,
             spool_dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             ..Default::default()
+        }
+    }
+
+    pub fn graphql_limits(&self) -> crate::graphql::GraphqlLimits {
+        crate::graphql::GraphqlLimits {
+            max_depth: self.max_query_depth,
+            max_complexity: self.max_query_complexity,
+            max_aliases: self.max_query_aliases,
+            max_batch: self.max_batch_size,
+            introspection: self.introspection,
+            suggestions: self.field_suggestions,
         }
     }
 

@@ -184,6 +184,7 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         link_secret: &secret,
         link_ttl_secs: args.file_link_ttl_secs,
         uploads: args.upload_limits(),
+        graphql: args.graphql_limits(),
     })
     .await?;
     let shutdown = state.shutdown.clone();

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::db::{self, DbOptions, StatementCounter};
+use crate::graphql::GraphqlLimits;
 use crate::http::{AppState, UploadLimits};
 use crate::links::FileLinks;
 use crate::service::Service;
@@ -19,6 +20,7 @@ pub struct AppSettings<'a> {
     pub link_secret: &'a [u8],
     pub link_ttl_secs: i64,
     pub uploads: UploadLimits,
+    pub graphql: GraphqlLimits,
 }
 
 /// Connects, applies pending migrations, and assembles the state every handler shares.
@@ -35,5 +37,6 @@ pub async fn build_state(s: AppSettings<'_>) -> anyhow::Result<AppState> {
         Service::new(conn, storage, links),
         statements,
         s.uploads,
+        s.graphql,
     ))
 }

@@ -26,9 +26,80 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 /// The schema, with the service as its only schema-wide data. Anything that depends on the
 /// caller is attached per request as a [`RequestContext`].
 pub fn build_schema(service: Service) -> AppSchema {
-    Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
+    build_schema_with(service, &GraphqlLimits::default())
+}
+
+/// Limits on what one GraphQL request may ask, checked before anything executes.
+#[derive(Clone, Debug)]
+pub struct GraphqlLimits {
+    /// Deepest nesting of selections.
+    pub max_depth: usize,
+    /// Most complexity points: one per field, lists weighted by their page size (`first`).
+    pub max_complexity: usize,
+    /// Most aliased fields in one document.
+    pub max_aliases: usize,
+    /// Most operations in one batched request.
+    pub max_batch: usize,
+    pub introspection: bool,
+    /// "Did you mean …?" in validation errors.
+    pub suggestions: bool,
+}
+
+impl Default for GraphqlLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 12,
+            max_complexity: 20_000,
+            max_aliases: 30,
+            max_batch: 10,
+            introspection: true,
+            suggestions: true,
+        }
+    }
+}
+
+/// The number of aliased fields in a query document (fragments included), or `None` if it
+/// does not parse (execution will report that).
+pub fn count_aliases(query: &str) -> Option<usize> {
+    use async_graphql::parser::types::{Selection, SelectionSet};
+    fn walk(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|sel| match &sel.node {
+                Selection::Field(f) => {
+                    usize::from(f.node.alias.is_some()) + walk(&f.node.selection_set.node)
+                }
+                Selection::InlineFragment(i) => walk(&i.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let doc = async_graphql::parser::parse_query(query).ok()?;
+    let ops: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| walk(&op.node.selection_set.node))
+        .sum();
+    let frags: usize = doc
+        .fragments
+        .values()
+        .map(|f| walk(&f.node.selection_set.node))
+        .sum();
+    Some(ops + frags)
+}
+
+pub fn build_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema {
+    let mut b = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(service)
-        .finish()
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity);
+    if !limits.introspection {
+        b = b.disable_introspection();
+    }
+    if !limits.suggestions {
+        b = b.disable_suggestions();
+    }
+    b.finish()
 }
 
 /// The SDL, fields/arguments/enum values sorted, as committed in `schema.graphql`.
@@ -72,4 +143,12 @@ pub(crate) fn request_ctx<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Ar
 pub(crate) fn service<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Service> {
     ctx.data::<Service>()
         .map_err(|_| internal("service missing from schema data"))
+}
+
+/// A page of `first` items (default: the default page size) costs `first` times one item.
+pub(crate) fn list_complexity(first: Option<i32>, child_complexity: usize) -> usize {
+    let n = first.map_or(crate::service::DEFAULT_PAGE_SIZE as usize, |f| {
+        f.max(0) as usize
+    });
+    n.max(1).saturating_mul(child_complexity)
 }

@@ -67,6 +67,7 @@ impl QueryRoot {
     }
 
     /// The caller's coupon series, newest first (Relay connection; `first` default 100, at most 500).
+    #[graphql(complexity = "crate::graphql::list_complexity(first, child_complexity)")]
     async fn coupon_series_list(
         &self,
         ctx: &Context<'_>,

@@ -57,6 +57,7 @@ impl UploadStatus {
     /// The series' upload jobs, newest first. `status` keeps only jobs in those states;
     /// `first` (default 100, at most 500) and `after` (the `jobId` of the last job of the previous
     /// page) page through long histories.
+    #[graphql(complexity = "crate::graphql::list_complexity(first, child_complexity)")]
     async fn upload_job_statuses(
         &self,
         ctx: &Context<'_>,

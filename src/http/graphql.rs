@@ -79,7 +79,7 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
                 return error_response(e);
             };
             return match parse(req, &state).await {
-                Ok(batch) if is_introspection_only(&batch) => {
+                Ok(batch) if state.limits.introspection && is_introspection_only(&batch) => {
                     let mut res = state.schema.execute_batch(batch).await;
                     code_client_errors(&mut res);
                     GraphQLResponse::from(res).into_response()
@@ -109,6 +109,9 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             Err(rejection) => return rejection,
         }
     };
+    if let Err(e) = check_limits(&batch, &state.limits) {
+        return error_response(e);
+    }
     let ctx = RequestContext::new(state.service.clone(), org);
     let mut res = state.schema.execute_batch(batch.data(ctx)).await;
     code_client_errors(&mut res);
@@ -186,4 +189,32 @@ fn code_client_errors(res: &mut async_graphql::BatchResponse) {
             }
         }
     }
+}
+
+/// Limits the schema does not check itself: batch size and aliases. (Depth and complexity are
+/// the schema's, see `GraphqlLimits`.)
+fn check_limits(
+    batch: &BatchRequest,
+    limits: &crate::graphql::GraphqlLimits,
+) -> Result<(), AppError> {
+    let requests: Vec<&async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(rs) => rs.iter().collect(),
+    };
+    if requests.len() > limits.max_batch {
+        return Err(AppError::BadUserInput(format!(
+            "a batch may hold at most {} operations, this one has {}",
+            limits.max_batch,
+            requests.len()
+        )));
+    }
+    for r in requests {
+        if crate::graphql::count_aliases(&r.query).is_some_and(|n| n > limits.max_aliases) {
+            return Err(AppError::BadUserInput(format!(
+                "a request may use at most {} aliases",
+                limits.max_aliases
+            )));
+        }
+    }
+    Ok(())
 }

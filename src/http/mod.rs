@@ -18,7 +18,7 @@ use tower_http::trace::TraceLayer;
 pub use multipart::UploadLimits;
 
 use crate::db::StatementCounter;
-use crate::graphql::AppSchema;
+use crate::graphql::{AppSchema, GraphqlLimits};
 use crate::service::Service;
 
 /// Everything a handler needs; cheap to clone.
@@ -28,18 +28,25 @@ pub struct AppState {
     pub schema: AppSchema,
     pub statements: StatementCounter,
     pub uploads: UploadLimits,
+    pub limits: GraphqlLimits,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
     pub shutdown: CancellationToken,
 }
 
 impl AppState {
-    pub fn new(service: Service, statements: StatementCounter, uploads: UploadLimits) -> Self {
-        let schema = crate::graphql::build_schema(service.clone());
+    pub fn new(
+        service: Service,
+        statements: StatementCounter,
+        uploads: UploadLimits,
+        limits: GraphqlLimits,
+    ) -> Self {
+        let schema = crate::graphql::build_schema_with(service.clone(), &limits);
         Self {
             service,
             schema,
             statements,
             uploads,
+            limits,
             shutdown: CancellationToken::new(),
         }
     }

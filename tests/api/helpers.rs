@@ -42,6 +42,7 @@ pub struct Options {
     pub worker: bool,
     pub batch_rows: i64,
     pub max_file_bytes: u64,
+    pub graphql: coupon_upload_api::graphql::GraphqlLimits,
 }
 
 impl Default for Options {
@@ -50,6 +51,7 @@ impl Default for Options {
             worker: true,
             batch_rows: 4,
             max_file_bytes: 4 * 1024 * 1024,
+            graphql: Default::default(),
         }
     }
 }
@@ -120,6 +122,7 @@ impl TestApp {
             public_url: &base,
             link_secret: b"test-secret-test-secret",
             link_ttl_secs: 600,
+            graphql: opts.graphql.clone(),
             uploads: UploadLimits {
                 max_file_bytes: opts.max_file_bytes,
                 spool_dir: dir.path().join("spool"),
