@@ -75,6 +75,10 @@ pub struct ServeArgs {
     /// Suggest field names in validation errors.
     #[arg(long, env = "FIELD_SUGGESTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub field_suggestions: bool,
+    /// Origins (comma-separated, e.g. `https://app.example.com`) allowed to call the API from
+    /// a browser; `*` for any. Default: none (same origin only).
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     /// Serve the API only; process no jobs (for instances dedicated to traffic).
     #[arg(long, env = "NO_WORKER")]
     pub no_worker: bool,

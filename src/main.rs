@@ -29,7 +29,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server (applies pending migrations first).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage API keys.
     #[command(subcommand)]
     ApiKey(ApiKeyCommand),
@@ -66,12 +66,21 @@ fn parse_permission(s: &str) -> Result<Permission, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // Logs go to stderr: `RUST_LOG` filters them, `LOG_FORMAT=json` makes each line a JSON
+    // object (with the request's span: request_id, method, path). Keys are never logged.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
+    } else {
+        logs.init();
+    }
     match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -104,7 +113,7 @@ async fn offline_service(url: &str) -> anyhow::Result<Service> {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let url = cli.db.database_url.as_str();
     match cli.command {
-        Command::Serve(args) => serve(url, args).await,
+        Command::Serve(args) => serve(url, *args).await,
         Command::Migrate => {
             let conn =
                 db::connect(url, &DbOptions::default(), &StatementCounter::default()).await?;
@@ -187,6 +196,13 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         graphql: args.graphql_limits(),
     })
     .await?;
+    let mut state = state;
+    state.cors_origins = args
+        .cors_allowed_origins
+        .iter()
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
     let shutdown = state.shutdown.clone();
     let listener_task = state.service.events().start_listener(shutdown.clone());
     let worker = (!args.no_worker).then(|| {

@@ -13,7 +13,11 @@ mod ws;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use multipart::UploadLimits;
 
@@ -29,6 +33,8 @@ pub struct AppState {
     pub statements: StatementCounter,
     pub uploads: UploadLimits,
     pub limits: GraphqlLimits,
+    /// Origins allowed cross-origin access (`*`: any).
+    pub cors_origins: Vec<String>,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
     pub shutdown: CancellationToken,
 }
@@ -47,13 +53,48 @@ impl AppState {
             statements,
             uploads,
             limits,
+            cors_origins: Vec::new(),
             shutdown: CancellationToken::new(),
         }
     }
 }
 
+/// `x-request-id` for requests that come without one: 16 random hex digits.
+#[derive(Clone, Copy, Default)]
+struct NewRequestId;
+
+impl MakeRequestId for NewRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = format!("{:016x}", rand::random::<u64>());
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Cross-origin access for the configured origins only (none by default: same origin).
+fn cors(origins: &[String]) -> CorsLayer {
+    use axum::http::{HeaderName, Method, header};
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("x-cap-api-oauth-token"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")]);
+    if origins.iter().any(|o| o == "*") {
+        return layer.allow_origin(AllowOrigin::any());
+    }
+    let list: Vec<axum::http::HeaderValue> =
+        origins.iter().filter_map(|o| o.parse().ok()).collect();
+    layer.allow_origin(AllowOrigin::list(list))
+}
+
 /// The whole HTTP API in one place.
 pub fn router(state: AppState) -> Router {
+    let cors = cors(&state.cors_origins);
     Router::new()
         .merge(graphql::router())
         .merge(rest::router())
@@ -63,6 +104,13 @@ pub fn router(state: AppState) -> Router {
         // Bodies are limited where they are read (uploads while streaming, JSON before
         // parsing), with coded errors; axum's blanket 2 MB limit would cut uploads short.
         .layer(DefaultBodyLimit::disable())
-        .layer(TraceLayer::new_for_http())
+        .layer(cors)
+        // Every request has an id, on its log lines (the span) and on its response.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+        }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(SetRequestIdLayer::x_request_id(NewRequestId))
         .with_state(state)
 }

@@ -215,3 +215,68 @@ async fn serve_demo_serves_consistent_data() {
     );
     drop(guard);
 }
+
+/// `LOG_FORMAT=json`: one JSON object per line, each request's lines with its id, and no key.
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_no_keys() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ok, out, err) = run(
+        dir.path(),
+        &[
+            "api-key",
+            "create",
+            "--org-id",
+            "3",
+            "--name",
+            "logs",
+            "--permission",
+            "READ",
+        ],
+    );
+    assert!(ok, "{err}");
+    let key = out.lines().last().expect("key").to_owned();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("server.log")).expect("log");
+    let child = Command::new(BIN)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let guard = Killed(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = client
+        .post(format!("{base}/graphql"))
+        .bearer_auth(&key)
+        .header("x-request-id", "log-test-42")
+        .json(&json!({ "query": "{ couponSeriesList { totalCount } }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(guard);
+    let text = std::fs::read_to_string(dir.path().join("server.log")).expect("log");
+    let lines: Vec<Value> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["span"]["request_id"] == "log-test-42" && l["span"]["path"] == "/graphql"),
+        "a line of the request carries its id: {text}"
+    );
+    assert!(!text.contains(&key), "the key is never logged");
+}

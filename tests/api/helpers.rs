@@ -43,6 +43,7 @@ pub struct Options {
     pub batch_rows: i64,
     pub max_file_bytes: u64,
     pub graphql: coupon_upload_api::graphql::GraphqlLimits,
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for Options {
@@ -52,6 +53,7 @@ impl Default for Options {
             batch_rows: 4,
             max_file_bytes: 4 * 1024 * 1024,
             graphql: Default::default(),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -131,6 +133,8 @@ impl TestApp {
         })
         .await
         .expect("build app");
+        let mut state = state;
+        state.cors_origins = opts.cors_origins.clone();
         std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");
         let shutdown = state.shutdown.clone();
         state.service.events().start_listener(shutdown.clone());

@@ -165,3 +165,71 @@ async fn download_links_are_signed(app: TestApp) {
         assert_eq!(res.status(), StatusCode::FORBIDDEN, "{bad}");
     }
 }
+
+// Request ids and CORS.
+crate::db_tests_with!(
+    Options { cors_origins: vec!["https://app.example.com".into()], ..Default::default() };
+    requests_carry_ids_and_cors_follows_the_allow_list
+);
+
+async fn requests_carry_ids_and_cors_follows_the_allow_list(app: TestApp) {
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("send");
+    let id = res
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("x-request-id")
+        .to_owned();
+    assert_eq!(id.len(), 16, "{id}");
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-request-id", "client-chosen-1")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        res.headers()["x-request-id"],
+        "client-chosen-1",
+        "the caller's id is kept"
+    );
+    // Preflight from the allowed origin, and from another.
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, format!("{}/graphql", app.base))
+            .header("Origin", origin)
+            .header("Access-Control-Request-Method", "POST")
+            .header(
+                "Access-Control-Request-Headers",
+                "authorization,content-type",
+            )
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.expect("send");
+    assert_eq!(
+        ok.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.as_bytes()),
+        Some(&b"https://app.example.com"[..])
+    );
+    let allowed_headers = ok
+        .headers()
+        .get("access-control-allow-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        allowed_headers.contains("authorization"),
+        "{allowed_headers}"
+    );
+    let other = preflight("https://evil.example.net").await.expect("send");
+    assert!(
+        other.headers().get("access-control-allow-origin").is_none(),
+        "no CORS for other origins"
+    );
+}
