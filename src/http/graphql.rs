@@ -2,8 +2,8 @@
 
 use async_graphql::BatchRequest;
 use async_graphql::parser::types::Selection;
+use async_graphql_axum::GraphQLBatchRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse};
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, Request, State};
@@ -67,6 +67,13 @@ const ANONYMOUS_BODY_LIMIT: usize = 64 * 1024;
 /// the docs before a key is pasted; its body is read only up to [`ANONYMOUS_BODY_LIMIT`].
 /// Anything else gets 401 with `UNAUTHENTICATED`.
 async fn graphql(State(state): State<AppState>, req: Request) -> Response {
+    let accept = req
+        .headers()
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let is_get = req.method() == Method::GET;
     let org = match state
         .service
         .authenticate(presented_key(req.headers()))
@@ -82,7 +89,7 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
                 Ok(batch) if state.limits.introspection && is_introspection_only(&batch) => {
                     let mut res = state.schema.execute_batch(batch).await;
                     code_client_errors(&mut res);
-                    GraphQLResponse::from(res).into_response()
+                    respond(res, &accept)
                 }
                 _ => error_response(e),
             };
@@ -112,10 +119,66 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
     if let Err(e) = check_limits(&batch, &state.limits) {
         return error_response(e);
     }
+    if is_get && has_mutation(&batch) {
+        // GraphQL over HTTP: GET is for queries only.
+        let mut res = error_response(AppError::BadUserInput(
+            "mutations must be sent with POST".into(),
+        ));
+        *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        res.headers_mut()
+            .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+        return res;
+    }
     let ctx = RequestContext::new(state.service.clone(), org);
     let mut res = state.schema.execute_batch(batch.data(ctx)).await;
     code_client_errors(&mut res);
-    GraphQLResponse::from(res).into_response()
+    respond(res, &accept)
+}
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// The response per the GraphQL-over-HTTP spec: a client that accepts
+/// `application/graphql-response+json` gets that media type, and 400 when the request failed
+/// before execution (parse or validation: errors without a path, no data); anything else gets
+/// the legacy `application/json` with 200.
+fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
+    let legacy = !accept.contains(GRAPHQL_RESPONSE_JSON);
+    let request_error = |r: &async_graphql::Response| {
+        r.data == async_graphql::Value::Null
+            && !r.errors.is_empty()
+            && r.errors.iter().all(|e| e.path.is_empty())
+    };
+    let failed = match &res {
+        async_graphql::BatchResponse::Single(r) => request_error(r),
+        async_graphql::BatchResponse::Batch(rs) => !rs.is_empty() && rs.iter().all(request_error),
+    };
+    let (status, media) = match (legacy, failed) {
+        (true, _) => (StatusCode::OK, "application/json"),
+        (false, true) => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE_JSON),
+        (false, false) => (StatusCode::OK, GRAPHQL_RESPONSE_JSON),
+    };
+    match serde_json::to_vec(&res) {
+        Ok(body) => (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response(),
+        Err(e) => error_response(AppError::Internal(e.into())),
+    }
+}
+
+/// `true` when any operation of the request is a mutation.
+fn has_mutation(batch: &BatchRequest) -> bool {
+    use async_graphql::parser::types::OperationType;
+    let requests: Vec<&async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(rs) => rs.iter().collect(),
+    };
+    requests.iter().any(|r| {
+        async_graphql::parser::parse_query(&r.query)
+            .map(|doc| {
+                doc.operations
+                    .iter()
+                    .any(|(_, op)| op.node.ty == OperationType::Mutation)
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// Reads a (non-multipart) body up to `limit` bytes: past it, `PAYLOAD_TOO_LARGE`.

@@ -233,3 +233,69 @@ async fn requests_carry_ids_and_cors_follows_the_allow_list(app: TestApp) {
         "no CORS for other origins"
     );
 }
+
+// GraphQL over HTTP: media types, status codes, GET for queries only.
+db_tests!(graphql_over_http_media_types_and_status_codes);
+
+async fn graphql_over_http_media_types_and_status_codes(app: TestApp) {
+    let f = seed(&app).await;
+    let key = app.key(ORG_A, Permission::ReadWrite).await;
+    let url = format!("{}/graphql", app.base);
+    let post = |query: String, accept: &'static str| {
+        app.client
+            .post(&url)
+            .bearer_auth(&key)
+            .header("Accept", accept)
+            .json(&json!({ "query": query }))
+            .send()
+    };
+    let gr = "application/graphql-response+json";
+    // A good query: 200 and the new media type when accepted.
+    let res = post("{ couponSeriesList { totalCount } }".into(), gr)
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], gr);
+    // Parse and validation errors: 400 with the new media type, 200 with legacy JSON.
+    for bad in ["{ couponSeriesList { ", "{ nope }"] {
+        let res = post(bad.into(), gr).await.expect("send");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{bad}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+        let res = post(bad.into(), "application/json").await.expect("send");
+        assert_eq!(res.status(), StatusCode::OK, "{bad}");
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap_or_default()
+                .starts_with("application/json")
+        );
+    }
+    // A field error is still a 200: the request was valid.
+    let res = post(
+        format!(
+            "{{ uploadStatus(couponSeriesId: \"{}\") {{ orgId }} }}",
+            f.other_series
+        ),
+        gr,
+    )
+    .await
+    .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    // Mutations over GET: 405, nothing done.
+    let m = "mutation { createCouponSeries(input: { name: \"via GET\" }) { id } }";
+    let res = app
+        .client
+        .get(&url)
+        .query(&[("query", m)])
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(res.headers()["allow"], "POST");
+    let d = app
+        .gql_ok(&key, "{ couponSeriesList { totalCount } }", json!({}))
+        .await;
+    assert_eq!(d["couponSeriesList"]["totalCount"], 2, "no series was made");
+}
