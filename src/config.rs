@@ -75,6 +75,12 @@ pub struct ServeArgs {
     /// Suggest field names in validation errors.
     #[arg(long, env = "FIELD_SUGGESTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub field_suggestions: bool,
+    /// Requests per second each API key may make on average (0: no limit); past it, 429.
+    #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
+    pub rate_limit_per_second: f64,
+    /// Requests a key may make at once before the average applies.
+    #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200.0)]
+    pub rate_limit_burst: f64,
     /// Origins (comma-separated, e.g. `https://app.example.com`) allowed to call the API from
     /// a browser; `*` for any. Default: none (same origin only).
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]

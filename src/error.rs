@@ -3,7 +3,7 @@
 //! - Inside a request or a job, fallible code returns [`AppError`]: a closed set of variants, each
 //!   with a stable machine-readable [`code`](AppError::code) that clients can branch on
 //!   (`UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `PAYLOAD_TOO_LARGE`,
-//!   `INTERNAL`) and an HTTP status.
+//!   `RATE_LIMITED`, `INTERNAL`) and an HTTP status.
 //! - The unexpected (a database error, an I/O error) becomes [`AppError::Internal`] through `?`.
 //!   Its cause chain is logged where it is turned into a response, and the client only ever sees
 //!   "internal error": no SQL, no paths, no driver messages.
@@ -27,6 +27,8 @@ pub enum AppError {
     BadUserInput(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("too many requests for this API key; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -41,6 +43,7 @@ impl AppError {
             AppError::NotFound(_) => "NOT_FOUND",
             AppError::BadUserInput(_) => "BAD_USER_INPUT",
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -52,6 +55,7 @@ impl AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::BadUserInput(_) => StatusCode::BAD_REQUEST,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

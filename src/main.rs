@@ -197,6 +197,12 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     let mut state = state;
+    state.rate_limiter = coupon_upload_api::http::ratelimit::RateLimiter::new(
+        coupon_upload_api::http::ratelimit::RateLimit {
+            per_second: args.rate_limit_per_second,
+            burst: args.rate_limit_burst,
+        },
+    );
     state.cors_origins = args
         .cors_allowed_origins
         .iter()

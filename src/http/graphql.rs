@@ -15,7 +15,6 @@ use axum::{Json, Router};
 use serde_json::json;
 
 use super::AppState;
-use super::auth::presented_key;
 use super::multipart::{self, is_multipart};
 use crate::error::AppError;
 use crate::graphql::RequestContext;
@@ -74,11 +73,7 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     let is_get = req.method() == Method::GET;
-    let org = match state
-        .service
-        .authenticate(presented_key(req.headers()))
-        .await
-    {
+    let org = match state.authorize(req.headers()).await {
         Ok(org) => org,
         Err(e @ AppError::Unauthenticated(_)) if is_multipart(&req) => return error_response(e),
         Err(e @ AppError::Unauthenticated(_)) => {
@@ -226,6 +221,12 @@ fn is_introspection_only(batch: &BatchRequest) -> bool {
 /// An error raised before execution, as a GraphQL response with `extensions.code`.
 fn error_response(e: AppError) -> Response {
     let status = e.status();
+    let retry_after = match &e {
+        AppError::RateLimited { retry_after_secs } => {
+            HeaderValue::from_str(&retry_after_secs.to_string()).ok()
+        }
+        _ => None,
+    };
     let body = Json(json!({
         "errors": [{ "message": e.public_message(), "extensions": { "code": e.code() } }]
     }));
@@ -233,6 +234,9 @@ fn error_response(e: AppError) -> Response {
     if status == StatusCode::UNAUTHORIZED {
         res.headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(v) = retry_after {
+        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
     }
     res
 }

@@ -7,6 +7,7 @@ mod graphql;
 mod health;
 pub mod multipart;
 pub mod playground;
+pub mod ratelimit;
 mod rest;
 mod ws;
 
@@ -33,6 +34,7 @@ pub struct AppState {
     pub statements: StatementCounter,
     pub uploads: UploadLimits,
     pub limits: GraphqlLimits,
+    pub rate_limiter: ratelimit::RateLimiter,
     /// Origins allowed cross-origin access (`*`: any).
     pub cors_origins: Vec<String>,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
@@ -54,8 +56,26 @@ impl AppState {
             uploads,
             limits,
             cors_origins: Vec::new(),
+            rate_limiter: ratelimit::RateLimiter::default(),
             shutdown: CancellationToken::new(),
         }
+    }
+}
+
+impl AppState {
+    /// The caller's org from its key, within its rate limit.
+    pub async fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+    ) -> Result<crate::domain::OrgContext, crate::error::AppError> {
+        let org = self
+            .service
+            .authenticate(auth::presented_key(headers))
+            .await?;
+        self.rate_limiter
+            .check(org.api_key_id)
+            .map_err(|retry_after_secs| crate::error::AppError::RateLimited { retry_after_secs })?;
+        Ok(org)
     }
 }
 

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::AppState;
-use super::auth::presented_key;
 use super::multipart::{self, is_multipart};
 use crate::domain::CustomerIdentifierType;
 use crate::entity::upload_job;
@@ -59,7 +58,13 @@ fn fail(e: AppError) -> Response {
         "message": message,
         "errors": [{ "code": e.code(), "message": message }],
     });
-    (status, Json(body)).into_response()
+    let mut res = (status, Json(body)).into_response();
+    if let AppError::RateLimited { retry_after_secs } = e
+        && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string())
+    {
+        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    }
+    res
 }
 
 #[derive(Serialize)]
@@ -130,7 +135,7 @@ async fn get_upload_status(
     Query(params): Query<StatusParams>,
 ) -> Response {
     let run = async {
-        let org = state.service.authenticate(presented_key(&headers)).await?;
+        let org = state.authorize(&headers).await?;
         let series_id = parse_id("couponSeriesId", &raw_id)?;
         let limit = match params.limit.as_deref() {
             None => None,
@@ -193,10 +198,7 @@ async fn upload_file(
     req: Request,
 ) -> Response {
     let run = async {
-        let org = state
-            .service
-            .authenticate(presented_key(req.headers()))
-            .await?;
+        let org = state.authorize(req.headers()).await?;
         // Refused before the body is read.
         org.require_write()?;
         let series_id = parse_id("couponSeriesId", &raw_id)?;

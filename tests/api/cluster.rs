@@ -85,6 +85,8 @@ async fn start(db: &str, dir: &Path, name: &str, s3: Option<&str>, extra: &[&str
     ])
     .args(["--job-lease-secs", "2", "--file-link-secret", SECRET])
     .args(["--spool-dir", "."])
+    // The test polls fast; per-key rate limiting has its own test.
+    .args(["--rate-limit-per-second", "0"])
     .args(extra)
     .env("RUST_LOG", "info,sqlx=warn")
     .current_dir(dir)

@@ -71,6 +71,8 @@ async fn start(db: &str, dir: &Path) -> Server {
         ])
         .args(["--storage-dir", "files", "--spool-dir", "."])
         .args(["--worker-batch-rows", "250", "--job-lease-secs", "1"])
+        // The test polls fast; per-key rate limiting has its own test.
+        .args(["--rate-limit-per-second", "0"])
         .args(["--file-link-secret", "crash-test-secret-crash-test-secret"])
         .env("RUST_LOG", "info,sqlx=warn")
         .current_dir(dir)

@@ -44,6 +44,8 @@ pub struct Options {
     pub max_file_bytes: u64,
     pub graphql: coupon_upload_api::graphql::GraphqlLimits,
     pub cors_origins: Vec<String>,
+    /// Off (0) unless a test sets it.
+    pub rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
 }
 
 impl Default for Options {
@@ -54,6 +56,10 @@ impl Default for Options {
             max_file_bytes: 4 * 1024 * 1024,
             graphql: Default::default(),
             cors_origins: Vec::new(),
+            rate_limit: coupon_upload_api::http::ratelimit::RateLimit {
+                per_second: 0.0,
+                burst: 0.0,
+            },
         }
     }
 }
@@ -135,6 +141,8 @@ impl TestApp {
         .expect("build app");
         let mut state = state;
         state.cors_origins = opts.cors_origins.clone();
+        state.rate_limiter =
+            coupon_upload_api::http::ratelimit::RateLimiter::new(opts.rate_limit.clone());
         std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");
         let shutdown = state.shutdown.clone();
         state.service.events().start_listener(shutdown.clone());

@@ -132,3 +132,39 @@ async fn introspection_and_suggestions_can_be_turned_off(app: TestApp) {
     let msg = body["errors"][0]["message"].as_str().unwrap_or_default();
     assert!(!msg.contains("Did you mean"), "{msg}");
 }
+
+db_tests_with!(
+    Options { rate_limit: coupon_upload_api::http::ratelimit::RateLimit { per_second: 1.0, burst: 5.0 }, ..Default::default() };
+    each_key_is_rate_limited
+);
+
+async fn each_key_is_rate_limited(app: TestApp) {
+    let key = app.key(ORG_A, Permission::Read).await;
+    let other = app.key(ORG_A, Permission::Read).await;
+    for _ in 0..5 {
+        let (status, _) = app.gql(Some(&key), "{ __typename }", json!({})).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&key)
+        .json(&json!({ "query": "{ __typename }" }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(code(&body), "RATE_LIMITED");
+    let (status, body) = app
+        .rest_get("/coupon/api/v1/upload/getUploadStatus/1", Some(&key))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["errors"][0]["code"], "RATE_LIMITED");
+    let (status, _) = app.gql(Some(&other), "{ __typename }", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "another key has its own budget");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (status, _) = app.gql(Some(&key), "{ __typename }", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "tokens come back");
+}
