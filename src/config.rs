@@ -75,6 +75,9 @@ pub struct ServeArgs {
     /// Suggest field names in validation errors.
     #[arg(long, env = "FIELD_SUGGESTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub field_suggestions: bool,
+    /// Longest a request may take, in seconds (uploads, downloads and WebSockets excepted).
+    #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
     /// Requests per second each API key may make on average (0: no limit); past it, 429.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
     pub rate_limit_per_second: f64,

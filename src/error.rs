@@ -3,7 +3,7 @@
 //! - Inside a request or a job, fallible code returns [`AppError`]: a closed set of variants, each
 //!   with a stable machine-readable [`code`](AppError::code) that clients can branch on
 //!   (`UNAUTHENTICATED`, `FORBIDDEN`, `NOT_FOUND`, `BAD_USER_INPUT`, `PAYLOAD_TOO_LARGE`,
-//!   `RATE_LIMITED`, `INTERNAL`) and an HTTP status.
+//!   `RATE_LIMITED`, `TIMEOUT`, `INTERNAL`) and an HTTP status.
 //! - The unexpected (a database error, an I/O error) becomes [`AppError::Internal`] through `?`.
 //!   Its cause chain is logged where it is turned into a response, and the client only ever sees
 //!   "internal error": no SQL, no paths, no driver messages.
@@ -27,6 +27,8 @@ pub enum AppError {
     BadUserInput(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    #[error("the request took longer than {0:?}")]
+    Timeout(std::time::Duration),
     #[error("too many requests for this API key; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("internal error")]
@@ -44,6 +46,7 @@ impl AppError {
             AppError::BadUserInput(_) => "BAD_USER_INPUT",
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::RateLimited { .. } => "RATE_LIMITED",
+            AppError::Timeout(_) => "TIMEOUT",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -56,6 +59,7 @@ impl AppError {
             AppError::BadUserInput(_) => StatusCode::BAD_REQUEST,
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

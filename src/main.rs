@@ -197,6 +197,7 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
     })
     .await?;
     let mut state = state;
+    state.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
     state.rate_limiter = coupon_upload_api::http::ratelimit::RateLimiter::new(
         coupon_upload_api::http::ratelimit::RateLimit {
             per_second: args.rate_limit_per_second,

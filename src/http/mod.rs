@@ -35,6 +35,8 @@ pub struct AppState {
     pub uploads: UploadLimits,
     pub limits: GraphqlLimits,
     pub rate_limiter: ratelimit::RateLimiter,
+    /// Longest a request may take (uploads, downloads and WebSockets excepted).
+    pub request_timeout: std::time::Duration,
     /// Origins allowed cross-origin access (`*`: any).
     pub cors_origins: Vec<String>,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
@@ -57,6 +59,7 @@ impl AppState {
             limits,
             cors_origins: Vec::new(),
             rate_limiter: ratelimit::RateLimiter::default(),
+            request_timeout: std::time::Duration::from_secs(30),
             shutdown: CancellationToken::new(),
         }
     }
@@ -92,6 +95,30 @@ impl MakeRequestId for NewRequestId {
     }
 }
 
+/// Ends a request that takes longer than `request_timeout` with 504 `TIMEOUT`. Uploads and
+/// downloads (their length depends on the client's bandwidth) and WebSockets are exempt.
+async fn request_timeout(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let exempt = multipart::is_multipart(&req)
+        || req.headers().contains_key(axum::http::header::UPGRADE)
+        || req.uri().path().starts_with("/files/");
+    if exempt {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => {
+            let e = crate::error::AppError::Timeout(state.request_timeout);
+            let body = serde_json::json!({ "errors": [{ "message": e.public_message(), "extensions": { "code": e.code() } }] });
+            (e.status(), axum::Json(body)).into_response()
+        }
+    }
+}
+
 /// Cross-origin access for the configured origins only (none by default: same origin).
 fn cors(origins: &[String]) -> CorsLayer {
     use axum::http::{HeaderName, Method, header};
@@ -123,6 +150,7 @@ pub fn router(state: AppState) -> Router {
         .merge(playground::router())
         // Bodies are limited where they are read (uploads while streaming, JSON before
         // parsing), with coded errors; axum's blanket 2 MB limit would cut uploads short.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
         // Every request has an id, on its log lines (the span) and on its response.

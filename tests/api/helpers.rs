@@ -44,6 +44,7 @@ pub struct Options {
     pub max_file_bytes: u64,
     pub graphql: coupon_upload_api::graphql::GraphqlLimits,
     pub cors_origins: Vec<String>,
+    pub request_timeout: Duration,
     /// Off (0) unless a test sets it.
     pub rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
 }
@@ -56,6 +57,7 @@ impl Default for Options {
             max_file_bytes: 4 * 1024 * 1024,
             graphql: Default::default(),
             cors_origins: Vec::new(),
+            request_timeout: Duration::from_secs(30),
             rate_limit: coupon_upload_api::http::ratelimit::RateLimit {
                 per_second: 0.0,
                 burst: 0.0,
@@ -141,6 +143,7 @@ impl TestApp {
         .expect("build app");
         let mut state = state;
         state.cors_origins = opts.cors_origins.clone();
+        state.request_timeout = opts.request_timeout;
         state.rate_limiter =
             coupon_upload_api::http::ratelimit::RateLimiter::new(opts.rate_limit.clone());
         std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");

@@ -168,3 +168,45 @@ async fn each_key_is_rate_limited(app: TestApp) {
     let (status, _) = app.gql(Some(&key), "{ __typename }", json!({})).await;
     assert_eq!(status, StatusCode::OK, "tokens come back");
 }
+
+db_tests_with!(
+    Options { request_timeout: std::time::Duration::from_millis(300), ..Default::default() };
+    slow_requests_time_out
+);
+
+/// A request stuck behind a lock is ended after the timeout with 504 `TIMEOUT`.
+async fn slow_requests_time_out(app: TestApp) {
+    use sea_orm::{ConnectionTrait, DbBackend};
+    let key = app.key(ORG_A, Permission::ReadWrite).await;
+    let db = app.state.service.db();
+    // Hold the lock a new series needs.
+    let txn = coupon_upload_api::db::begin_write(db).await.expect("begin");
+    if db.get_database_backend() == DbBackend::Postgres {
+        txn.execute_unprepared("LOCK TABLE coupon_series IN ACCESS EXCLUSIVE MODE")
+            .await
+            .expect("lock");
+    }
+    let t = std::time::Instant::now();
+    let (status, body) = app
+        .gql(
+            Some(&key),
+            "mutation { createCouponSeries(input: { name: \"slow\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(code(&body), "TIMEOUT");
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        t.elapsed()
+    );
+    txn.rollback().await.expect("rollback");
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+}
