@@ -5,6 +5,7 @@ mod auth;
 mod files;
 mod graphql;
 mod health;
+pub mod metrics;
 pub mod multipart;
 pub mod playground;
 pub mod ratelimit;
@@ -147,10 +148,12 @@ pub fn router(state: AppState) -> Router {
         .merge(rest::router())
         .merge(files::router())
         .merge(health::router())
+        .route("/metrics", axum::routing::get(metrics::render))
         .merge(playground::router())
         // Bodies are limited where they are read (uploads while streaming, JSON before
         // parsing), with coded errors; axum's blanket 2 MB limit would cut uploads short.
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
         // Every request has an id, on its log lines (the span) and on its response.

@@ -39,6 +39,7 @@ pub struct Service {
     storage: Storage,
     links: FileLinks,
     events: JobEvents,
+    metrics: crate::http::metrics::Metrics,
     /// Woken when a job is created, so an idle worker starts at once.
     jobs_ready: Arc<Notify>,
 }
@@ -47,11 +48,16 @@ impl Service {
     pub fn new(db: DatabaseConnection, storage: Storage, links: FileLinks) -> Self {
         Self {
             events: JobEvents::new(db.clone()),
+            metrics: Default::default(),
             db,
             storage,
             links,
             jobs_ready: Arc::new(Notify::new()),
         }
+    }
+
+    pub fn metrics(&self) -> &crate::http::metrics::Metrics {
+        &self.metrics
     }
 
     pub fn events(&self) -> &JobEvents {

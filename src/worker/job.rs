@@ -312,6 +312,9 @@ async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
         let _ = accepted;
         cancel = job.cancel_requested;
         ctx.job = job;
+        ctx.service
+            .metrics()
+            .add_rows_processed((to - from + 1) as u64);
         if last_event.elapsed() >= PROGRESS_EVERY {
             ctx.service.events().publish(&ctx.job).await;
             last_event = std::time::Instant::now();

@@ -299,3 +299,45 @@ async fn graphql_over_http_media_types_and_status_codes(app: TestApp) {
         .await;
     assert_eq!(d["couponSeriesList"]["totalCount"], 2, "no series was made");
 }
+
+db_tests!(metrics_are_exposed_for_prometheus);
+
+async fn metrics_are_exposed_for_prometheus(app: TestApp) {
+    let key = app.key(ORG_A, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let job = app
+        .upload_ok(&key, &series, b"code\nM-1\nM-2\nbad code\n", json!({}))
+        .await;
+    app.wait_job(&key, &job).await;
+    let res = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap_or_default()
+            .starts_with("text/plain")
+    );
+    let text = res.text().await.expect("text");
+    for want in [
+        "http_requests_total{route=\"/graphql\",status=\"200\"}",
+        "http_request_duration_seconds_bucket{route=\"/graphql\",le=\"+Inf\"}",
+        "upload_jobs{status=\"FINISHED\"} 1",
+        "upload_rows_processed_total 3",
+        "upload_worker_lag_seconds 0",
+        "db_pool_connections{state=\"idle\"}",
+        "db_statements_total",
+    ] {
+        assert!(text.contains(want), "{want} in:\n{text}");
+    }
+    // Every sample line is `name{labels} value` or `name value`, with a number.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit(' ').next().unwrap_or_default();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    assert!(!text.contains(&key), "no key material");
+}
