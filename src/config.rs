@@ -78,6 +78,12 @@ pub struct ServeArgs {
     /// Longest a request may take, in seconds (uploads, downloads and WebSockets excepted).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// WebSocket connections one API key may hold open (past it: close 4429).
+    #[arg(long, env = "WS_MAX_CONNECTIONS_PER_KEY", default_value_t = 20)]
+    pub ws_max_connections_per_key: usize,
+    /// Seconds between checks of an open WebSocket's key (a revoked key closes it, 4403).
+    #[arg(long, env = "WS_KEY_RECHECK_SECS", default_value_t = 30)]
+    pub ws_key_recheck_secs: u64,
     /// Requests per second each API key may make on average (0: no limit); past it, 429.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
     pub rate_limit_per_second: f64,

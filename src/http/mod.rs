@@ -10,7 +10,7 @@ pub mod multipart;
 pub mod playground;
 pub mod ratelimit;
 mod rest;
-mod ws;
+pub mod ws;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -36,6 +36,8 @@ pub struct AppState {
     pub uploads: UploadLimits,
     pub limits: GraphqlLimits,
     pub rate_limiter: ratelimit::RateLimiter,
+    pub ws: ws::WsLimits,
+    ws_counts: ws::WsCounts,
     /// Longest a request may take (uploads, downloads and WebSockets excepted).
     pub request_timeout: std::time::Duration,
     /// Origins allowed cross-origin access (`*`: any).
@@ -60,6 +62,8 @@ impl AppState {
             limits,
             cors_origins: Vec::new(),
             rate_limiter: ratelimit::RateLimiter::default(),
+            ws: ws::WsLimits::default(),
+            ws_counts: Default::default(),
             request_timeout: std::time::Duration::from_secs(30),
             shutdown: CancellationToken::new(),
         }

@@ -5,8 +5,10 @@
 //! bare key under `"token"`); a bad key closes the socket with 4403 and a reason starting with
 //! `UNAUTHENTICATED`. On shutdown every socket is closed cleanly (1001, going away).
 
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_graphql::Data;
 use async_graphql::http::{
@@ -18,7 +20,61 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
 use super::AppState;
+use crate::error::AppError;
 use crate::graphql::RequestContext;
+
+/// Limits on WebSocket connections.
+#[derive(Clone, Debug)]
+pub struct WsLimits {
+    /// Open (initialised) connections one API key may hold; past it the socket closes with 4429.
+    pub max_per_key: usize,
+    /// How often an open socket's key is checked again (a revoked key closes it with 4403).
+    pub recheck: Duration,
+}
+
+impl Default for WsLimits {
+    fn default() -> Self {
+        Self {
+            max_per_key: 20,
+            recheck: Duration::from_secs(30),
+        }
+    }
+}
+
+pub type WsCounts = Arc<Mutex<HashMap<i64, usize>>>;
+
+/// One of a key's connection slots; given back when dropped (the socket ended).
+pub struct WsSlot {
+    counts: WsCounts,
+    key: i64,
+}
+
+impl WsSlot {
+    fn take(counts: &WsCounts, key: i64, max: usize) -> Option<Self> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(key).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(Self {
+            counts: counts.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for WsSlot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                c.remove(&self.key);
+            }
+        }
+    }
+}
 
 /// The key from a `connection_init` payload: `Authorization` (any case; `Bearer ` optional),
 /// `X-CAP-API-OAUTH-TOKEN`, `token`, or the same inside `headers`.
@@ -68,27 +124,49 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 _ => None,
             })
         });
-    let refused = Arc::new(AtomicBool::new(false));
-    let service = state.service.clone();
-    let flag = refused.clone();
+    // Set by the init callback: the close code to use instead of the library's (4403 for a bad
+    // key, 4429 for too many connections), and the key, re-checked while the socket is open.
+    let close_code: Arc<Mutex<Option<u16>>> = Arc::default();
+    let key_id: Arc<Mutex<Option<i64>>> = Arc::default();
+    let slot: Arc<Mutex<Option<WsSlot>>> = Arc::default();
+    let (service, limits, counts) = (
+        state.service.clone(),
+        state.ws.clone(),
+        state.ws_counts.clone(),
+    );
+    let (code_set, key_set, slot_set) = (close_code.clone(), key_id.clone(), slot.clone());
     let on_init = move |payload: Value| async move {
         let key = key_from_payload(&payload);
-        match service.authenticate(key.as_deref()).await {
-            Ok(org) => {
-                let mut data = Data::default();
-                data.insert(RequestContext::new(service.clone(), org));
-                Ok(data)
+        let refuse = |code: u16, e: AppError| {
+            if let Ok(mut c) = code_set.lock() {
+                *c = Some(code);
             }
-            Err(e) => {
-                flag.store(true, Ordering::Relaxed);
-                Err(async_graphql::Error::new(format!(
-                    "{}: {}",
-                    e.code(),
-                    e.public_message()
-                )))
-            }
+            Err(async_graphql::Error::new(format!(
+                "{}: {}",
+                e.code(),
+                e.public_message()
+            )))
+        };
+        let org = match service.authenticate(key.as_deref()).await {
+            Ok(org) => org,
+            Err(e) => return refuse(4403, e),
+        };
+        let Some(taken) = WsSlot::take(&counts, org.api_key_id, limits.max_per_key) else {
+            let e = AppError::RateLimited {
+                retry_after_secs: 1,
+            };
+            return refuse(4429, e);
+        };
+        if let (Ok(mut k), Ok(mut s)) = (key_set.lock(), slot_set.lock()) {
+            *k = Some(org.api_key_id);
+            *s = Some(taken);
         }
+        let mut data = Data::default();
+        data.insert(RequestContext::new(service.clone(), org));
+        Ok(data)
     };
+    let mut recheck = tokio::time::interval(state.ws.recheck);
+    recheck.tick().await;
     let mut out =
         GqlWebSocket::new(state.schema.clone(), input, protocol).on_connection_init(on_init);
     loop {
@@ -100,7 +178,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                     }
                 }
                 Some(WsMessage::Close(code, reason)) => {
-                    let code = if refused.load(Ordering::Relaxed) { 4403 } else { code };
+                    let code = close_code.lock().ok().and_then(|c| *c).unwrap_or(code);
                     let _ = sink.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
                     return;
                 }
@@ -109,6 +187,17 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                     return;
                 }
             },
+            _ = recheck.tick() => {
+                // A key revoked while its socket is open loses the socket.
+                let id = key_id.lock().ok().and_then(|k| *k);
+                if let Some(id) = id
+                    && matches!(state.service.api_key_active(id).await, Ok(false))
+                {
+                    let frame = CloseFrame { code: 4403, reason: "UNAUTHENTICATED: the API key was revoked".into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
+            }
             _ = state.shutdown.cancelled() => {
                 let frame = CloseFrame { code: 1001, reason: "server shutting down".into() };
                 let _ = sink.send(Message::Close(Some(frame))).await;

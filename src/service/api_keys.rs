@@ -104,6 +104,14 @@ impl Service {
         Ok(active.update(&self.db).await?)
     }
 
+    /// `false` once the key is revoked (or gone).
+    pub async fn api_key_active(&self, id: i64) -> AppResult<bool> {
+        Ok(api_key::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .is_some_and(|k| k.revoked_on.is_none()))
+    }
+
     /// The org and permission a presented key stands for; `UNAUTHENTICATED` when it is missing,
     /// malformed, unknown or revoked (all alike, so a caller learns nothing from the difference).
     pub async fn authenticate(&self, presented: Option<&str>) -> AppResult<OrgContext> {

@@ -45,6 +45,7 @@ pub struct Options {
     pub graphql: coupon_upload_api::graphql::GraphqlLimits,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
+    pub ws: coupon_upload_api::http::ws::WsLimits,
     /// Off (0) unless a test sets it.
     pub rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
 }
@@ -58,6 +59,7 @@ impl Default for Options {
             graphql: Default::default(),
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            ws: Default::default(),
             rate_limit: coupon_upload_api::http::ratelimit::RateLimit {
                 per_second: 0.0,
                 burst: 0.0,
@@ -144,6 +146,7 @@ impl TestApp {
         let mut state = state;
         state.cors_origins = opts.cors_origins.clone();
         state.request_timeout = opts.request_timeout;
+        state.ws = opts.ws.clone();
         state.rate_limiter =
             coupon_upload_api::http::ratelimit::RateLimiter::new(opts.rate_limit.clone());
         std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");

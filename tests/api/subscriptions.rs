@@ -254,3 +254,50 @@ async fn other_orgs_series_are_not_found(app: TestApp) {
 async fn mine_writer(app: &TestApp) -> String {
     app.key(1, Permission::ReadWrite).await
 }
+
+// WebSocket limits: connections per key, and revoked keys lose their open sockets.
+crate::db_tests_with!(
+    Options {
+        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200) },
+        ..Default::default()
+    };
+    sockets_are_limited_per_key_and_closed_on_revocation
+);
+
+async fn sockets_are_limited_per_key_and_closed_on_revocation(app: TestApp) {
+    let made = app
+        .state
+        .service
+        .create_api_key(1, "ws", Permission::Read)
+        .await
+        .expect("key");
+    let mut a = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut a, &made.key).await;
+    let mut b = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut b, &made.key).await;
+    let mut c = connect(&app.base, "graphql-transport-ws").await;
+    send(&mut c, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {}", made.key) } })).await;
+    let m = recv(&mut c).await;
+    assert_eq!(m["close"], 4429, "{m}");
+    // A slot comes back when a socket ends.
+    drop(b);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut d = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut d, &made.key).await;
+    // Revoked: the open sockets close with 4403.
+    app.state
+        .service
+        .revoke_api_key(made.record.id)
+        .await
+        .expect("revoke");
+    for ws in [&mut a, &mut d] {
+        let m = recv(ws).await;
+        assert_eq!(m["close"], 4403, "{m}");
+        assert!(
+            m["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("UNAUTHENTICATED")),
+            "{m}"
+        );
+    }
+}
