@@ -9,6 +9,7 @@ mod cluster;
 mod crash;
 mod fixtures;
 mod http_misc;
+mod isolation;
 mod limits;
 mod rest;
 mod schema;

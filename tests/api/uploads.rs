@@ -953,3 +953,52 @@ async fn codes_taken_after_judging_are_reported(app: TestApp) {
         ["A-1", "A-3"]
     );
 }
+
+/// Property: whatever bytes are uploaded, the pipeline never fails unexpectedly: the job ends
+/// `FINISHED` with `totalUploadedCount + errorCount == actualRowCount`, or `ERRORED` with a
+/// reason and no rows.
+#[test]
+fn arbitrary_files_end_finished_with_exact_counts_or_errored() {
+    use proptest::prelude::*;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let app = rt
+        .block_on(TestApp::spawn_with(
+            Backend::Sqlite,
+            Options {
+                batch_rows: 3,
+                ..Default::default()
+            },
+        ))
+        .expect("app");
+    let key = rt.block_on(app.key(1, Permission::ReadWrite));
+    let series = rt.block_on(app.create_series(&key, json!({ "codeMaxLength": 12 })));
+    // Bytes biased towards CSV: separators, quotes, newlines, code characters, and anything.
+    let byte = prop_oneof![
+        3 => proptest::sample::select(b",\"\n\r -_aZ09".to_vec()),
+        1 => any::<u8>(),
+    ];
+    let config = ProptestConfig {
+        cases: 24,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(content in proptest::collection::vec(byte, 0..400), tagged in any::<bool>())| {
+        let args = if tagged { json!({ "kind": "EXTERNAL_ID", "customerColumn": 1, "codeColumn": 0 }) } else { json!({}) };
+        let job = rt.block_on(app.upload_ok(&key, &series, &content, args));
+        let j = rt.block_on(app.wait_job(&key, &job));
+        let n = |f: &str| j[f].as_i64().unwrap_or(-1);
+        match j["uploadStatus"].as_str() {
+            Some("FINISHED") => prop_assert_eq!(n("totalUploadedCount") + n("errorCount"), n("actualRowCount"), "{}", j),
+            Some("ERRORED") => {
+                prop_assert!(j["errorReason"].as_str().is_some_and(|r| !r.is_empty()), "{}", j);
+                prop_assert_eq!(n("actualRowCount"), 0);
+            }
+            other => prop_assert!(false, "unexpected status {:?}: {}", other, j),
+        }
+    });
+    drop(app);
+}

@@ -1,0 +1,162 @@
+//! The cross-org matrix: with org 1's READ_WRITE key, every query, mutation, subscription, REST
+//! route and file link aimed at org 2's objects is NOT_FOUND (403 for links), and nothing of
+//! org 2 changes.
+
+use coupon_upload_api::domain::Permission;
+use coupon_upload_api::entity::{coupon, coupon_series, upload_job};
+use reqwest::StatusCode;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::db_tests;
+use crate::fixtures::{ORG_A, ORG_B, seed};
+use crate::helpers::{TestApp, code};
+use crate::subscriptions::{SUB, connect, init, recv, send};
+
+db_tests!(another_orgs_objects_are_out_of_reach);
+
+async fn snapshot(app: &TestApp) -> (Vec<coupon_series::Model>, Vec<upload_job::Model>, usize) {
+    let db = app.state.service.db();
+    let series = coupon_series::Entity::find().all(db).await.expect("series");
+    let jobs = upload_job::Entity::find().all(db).await.expect("jobs");
+    let coupons = coupon::Entity::find().all(db).await.expect("coupons").len();
+    (series, jobs, coupons)
+}
+
+async fn another_orgs_objects_are_out_of_reach(app: TestApp) {
+    let f = seed(&app).await;
+    // Org 2's job gets files too, so its links can be attacked.
+    let b_key = coupon_upload_api::storage::Storage::job_key(ORG_B, f.other_job, "errors.csv");
+    app.state
+        .service
+        .storage()
+        .put(&b_key, "secret of org 2")
+        .await
+        .expect("put");
+    let key = app.key(ORG_A, Permission::ReadWrite).await;
+    let before = snapshot(&app).await;
+    let (s, j, g) = (
+        f.other_series.to_string(),
+        f.other_job.to_string(),
+        f.other_group.to_string(),
+    );
+
+    // Queries.
+    let (_, b) = app
+        .gql(
+            Some(&key),
+            "query($s: ID!) { uploadStatus(couponSeriesId: $s) { orgId } }",
+            json!({ "s": s }),
+        )
+        .await;
+    assert_eq!(code(&b), "NOT_FOUND");
+    let d = app
+        .gql_ok(
+            &key,
+            "query($s: ID!, $j: ID!, $g: ID!) { uploadJob(jobId: $j) { jobId } couponSeries(id: $s) { id } audienceGroup(id: $g) { id }
+               couponSeriesList { edges { node { id orgId } } } }",
+            json!({ "s": s, "j": j, "g": g }),
+        )
+        .await;
+    assert_eq!(
+        (
+            d["uploadJob"].clone(),
+            d["couponSeries"].clone(),
+            d["audienceGroup"].clone()
+        ),
+        (Value::Null, Value::Null, Value::Null)
+    );
+    assert!(
+        d["couponSeriesList"]["edges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|e| e["node"]["orgId"] == "1")
+    );
+
+    // Mutations.
+    for (q, vars) in [
+        (
+            "mutation($s: ID!) { updateCouponSeries(id: $s, input: { name: \"mine\", maxCreate: 0 }) { id } }",
+            json!({ "s": s }),
+        ),
+        (
+            "mutation($j: ID!) { cancelUploadJob(jobId: $j) { jobId } }",
+            json!({ "j": j }),
+        ),
+    ] {
+        let (_, b) = app.gql(Some(&key), q, vars).await;
+        assert_eq!(code(&b), "NOT_FOUND", "{q}: {b}");
+    }
+    let (_, b) = app
+        .upload_gql(&key, &s, "x.csv", b"code\nX-1\n".to_vec(), json!({}))
+        .await;
+    assert_eq!(code(&b), "NOT_FOUND", "{b}");
+
+    // Subscription.
+    let mut ws = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut ws, &key).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": s, "j": j } } })).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{m}"
+    );
+
+    // REST.
+    let (status, b) = app
+        .rest_get(
+            &format!("/coupon/api/v1/upload/getUploadStatus/{s}"),
+            Some(&key),
+        )
+        .await;
+    assert_eq!(
+        (status, b["errors"][0]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("NOT_FOUND"))
+    );
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(b"code\nX-2\n".to_vec()).file_name("x.csv"),
+    );
+    let res = app
+        .client
+        .post(format!("{}/coupon/api/v1/upload/file/{s}", app.base))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+
+    // File links: org 2's file, with a link made for org 1's file, or with no valid signature.
+    let mine = app
+        .gql_ok(
+            &key,
+            "query($j: ID!) { uploadJob(jobId: $j) { errorFileUrl } }",
+            json!({ "j": f.jobs[0].to_string() }),
+        )
+        .await["uploadJob"]["errorFileUrl"]
+        .as_str()
+        .expect("link")
+        .to_owned();
+    let (_, query) = mine.split_once('?').expect("query");
+    for url in [
+        format!("{}/files/{b_key}?{query}", app.base),
+        format!("{}/files/{b_key}", app.base),
+        format!(
+            "{}/files/{b_key}?expires=9999999999&sig={}",
+            app.base,
+            "0".repeat(64)
+        ),
+    ] {
+        let res = app.client.get(&url).send().await.expect("send");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{url}");
+        assert!(!res.text().await.unwrap_or_default().contains("secret"));
+    }
+
+    assert_eq!(
+        snapshot(&app).await,
+        before,
+        "nothing of org 2 (or 1) changed"
+    );
+}
