@@ -160,3 +160,104 @@ async fn another_orgs_objects_are_out_of_reach(app: TestApp) {
         "nothing of org 2 (or 1) changed"
     );
 }
+
+db_tests!(hostile_strings_get_coded_errors_or_are_stored_safely);
+
+/// SQL metacharacters, path traversal, control characters and huge strings in every string
+/// input: coded errors where the input breaks a rule, verbatim (bound, never spliced) where it
+/// does not, sanitised file names, and everything still working afterwards.
+async fn hostile_strings_get_coded_errors_or_are_stored_safely(app: TestApp) {
+    let key = app.key(ORG_A, Permission::ReadWrite).await;
+    let sql = "Robert'); DROP TABLE coupon_series; --";
+    let d = app
+        .gql_ok(
+            &key,
+            "mutation($n: String!, $d: String!) { createCouponSeries(input: { name: $n, description: $d }) { id name description } }",
+            json!({ "n": sql, "d": "\\\" OR 1=1; $1 ?1 %s {}" }),
+        )
+        .await;
+    assert_eq!(d["createCouponSeries"]["name"], sql, "stored verbatim");
+    assert_eq!(
+        d["createCouponSeries"]["description"],
+        "\\\" OR 1=1; $1 ?1 %s {}"
+    );
+    let series = d["createCouponSeries"]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    for (name, desc) in [
+        ("a\u{0}b".to_owned(), String::new()),
+        ("ok".to_owned(), "x".repeat(600 * 1024)),
+        ("\u{7}bell".to_owned(), String::new()),
+        ("x".repeat(201), String::new()),
+    ] {
+        let (status, b) = app
+            .gql(
+                Some(&key),
+                "mutation($n: String!, $d: String!) { createCouponSeries(input: { name: $n, description: $d }) { id } }",
+                json!({ "n": name, "d": desc }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(code(&b), "BAD_USER_INPUT", "{b}");
+    }
+    // A 2 MiB variable: refused before parsing.
+    let (status, _) = app
+        .gql(
+            Some(&key),
+            "query($x: String) { __typename }",
+            json!({ "x": "y".repeat(2 << 20) }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // File names lose their paths and control characters; hostile CSV values are row errors or
+    // stored verbatim.
+    let mut long_name = "../".repeat(50);
+    long_name.push_str("..\\windows\\évil ñame ");
+    long_name.push_str(&"n".repeat(400));
+    let csv = "code,customer\nx'); DELETE FROM coupon; --,a\nOK-1,'; DROP TABLE upload_job; --\n../../etc/passwd,b\n";
+    let (status, b) = app
+        .upload_gql(
+            &key,
+            &series,
+            &long_name,
+            csv.as_bytes().to_vec(),
+            json!({ "kind": "EXTERNAL_ID", "customerColumn": 1, "codeColumn": 0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{b}");
+    let stored_name = b["data"]["uploadCoupons"]["uploadedFileName"]
+        .as_str()
+        .expect("name")
+        .to_owned();
+    assert!(
+        !stored_name.contains('/') && !stored_name.chars().any(char::is_control),
+        "{stored_name:?}"
+    );
+    assert!(stored_name.chars().count() <= 255);
+    let job = b["data"]["uploadCoupons"]["jobId"]
+        .as_str()
+        .expect("job")
+        .to_owned();
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "FINISHED", "{j}");
+    assert_eq!(
+        (j["totalUploadedCount"].clone(), j["errorCount"].clone()),
+        (json!(1), json!(2))
+    );
+    let c = coupon::Entity::find()
+        .all(app.state.service.db())
+        .await
+        .expect("coupons");
+    assert_eq!(c.len(), 1);
+    assert_eq!(
+        c[0].customer_identifier.as_deref(),
+        Some("'; DROP TABLE upload_job; --"),
+        "bound, not spliced"
+    );
+    // Everything still works.
+    let d = app
+        .gql_ok(&key, "{ couponSeriesList { totalCount } }", json!({}))
+        .await;
+    assert_eq!(d["couponSeriesList"]["totalCount"], 1);
+}
