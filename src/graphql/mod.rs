@@ -5,6 +5,7 @@
 mod loaders;
 mod mutation;
 mod query;
+mod spans;
 mod subscription;
 mod types;
 
@@ -91,6 +92,7 @@ pub fn count_aliases(query: &str) -> Option<usize> {
 pub fn build_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema {
     let mut b = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(service)
+        .extension(spans::OperationSpans)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
     if !limits.introspection {

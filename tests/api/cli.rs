@@ -259,7 +259,7 @@ async fn json_logs_carry_request_ids_and_no_keys() {
         .post(format!("{base}/graphql"))
         .bearer_auth(&key)
         .header("x-request-id", "log-test-42")
-        .json(&json!({ "query": "{ couponSeriesList { totalCount } }" }))
+        .json(&json!({ "query": "query ListThem { couponSeriesList { totalCount } }" }))
         .send()
         .await
         .expect("send");
@@ -277,6 +277,13 @@ async fn json_logs_carry_request_ids_and_no_keys() {
             .iter()
             .any(|l| l["span"]["request_id"] == "log-test-42" && l["span"]["path"] == "/graphql"),
         "a line of the request carries its id: {text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "graphql operation"
+                && l["span"]["operation"] == "ListThem"),
+        "a span per GraphQL operation: {text}"
     );
     assert!(!text.contains(&key), "the key is never logged");
 }

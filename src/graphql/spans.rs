@@ -1,0 +1,50 @@
+//! A tracing span per GraphQL operation (`graphql`, with the operation's name), inside the
+//! request's span, and one log line per operation with its error count and duration.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_graphql::Response;
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute};
+use tracing::Instrument;
+
+pub struct OperationSpans;
+
+impl ExtensionFactory for OperationSpans {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(OperationSpan)
+    }
+}
+
+struct OperationSpan;
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for OperationSpan {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let span =
+            tracing::info_span!("graphql", operation = operation_name.unwrap_or("anonymous"));
+        let start = Instant::now();
+        let res = next.run(ctx, operation_name).instrument(span.clone()).await;
+        let code = res
+            .errors
+            .first()
+            .and_then(|e| e.extensions.as_ref())
+            .and_then(|x| x.get("code"))
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "OK".into());
+        span.in_scope(|| {
+            tracing::info!(
+                errors = res.errors.len(),
+                code = %code.trim_matches('"'),
+                elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
+                "graphql operation"
+            )
+        });
+        res
+    }
+}
