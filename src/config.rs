@@ -45,6 +45,9 @@ pub struct ServeArgs {
     /// Largest upload accepted, in bytes (past it: HTTP 413, `PAYLOAD_TOO_LARGE`).
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 512 * 1024 * 1024)]
     pub max_upload_bytes: u64,
+    /// Files one upload request may carry.
+    #[arg(long, env = "MAX_FILES_PER_REQUEST", default_value_t = 1)]
+    pub max_files_per_request: usize,
     /// Where uploads are spooled while their request is read (default: the system's temp folder).
     #[arg(long, env = "SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -107,6 +110,7 @@ impl ServeArgs {
     pub fn upload_limits(&self) -> crate::http::UploadLimits {
         crate::http::UploadLimits {
             max_file_bytes: self.max_upload_bytes,
+            max_files: self.max_files_per_request.max(1),
             spool_dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             ..Default::default()
         }

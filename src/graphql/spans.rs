@@ -37,10 +37,11 @@ impl Extension for OperationSpan {
             .and_then(|x| x.get("code"))
             .map(|c| c.to_string())
             .unwrap_or_else(|| "OK".into());
+        let code = code.trim_matches('"').to_owned();
         span.in_scope(|| {
             tracing::info!(
                 errors = res.errors.len(),
-                code = %code.trim_matches('"'),
+                code = %code,
                 elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
                 "graphql operation"
             )

@@ -124,9 +124,11 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
         return res;
     }
+    let names = operation_names(&batch);
     let ctx = RequestContext::new(state.service.clone(), org);
     let mut res = state.schema.execute_batch(batch.data(ctx)).await;
     code_client_errors(&mut res);
+    record_operations(&state, &names, &res);
     respond(res, &accept)
 }
 
@@ -284,4 +286,47 @@ fn check_limits(
         }
     }
     Ok(())
+}
+
+/// Each operation's name: the requested `operationName`, else the document's only operation's
+/// name, else `anonymous`.
+fn operation_names(batch: &BatchRequest) -> Vec<String> {
+    let requests: Vec<&async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(rs) => rs.iter().collect(),
+    };
+    requests
+        .iter()
+        .map(|r| {
+            r.operation_name.clone().unwrap_or_else(|| {
+                async_graphql::parser::parse_query(&r.query)
+                    .ok()
+                    .and_then(|doc| {
+                        doc.operations
+                            .iter()
+                            .next()
+                            .and_then(|(name, _)| name.map(|n| n.to_string()))
+                    })
+                    .unwrap_or_else(|| "anonymous".into())
+            })
+        })
+        .collect()
+}
+
+/// Counts each operation under its name and the code of its first error (`OK` without).
+fn record_operations(state: &AppState, names: &[String], res: &async_graphql::BatchResponse) {
+    let responses: Vec<&async_graphql::Response> = match res {
+        async_graphql::BatchResponse::Single(r) => vec![r],
+        async_graphql::BatchResponse::Batch(rs) => rs.iter().collect(),
+    };
+    for (name, r) in names.iter().zip(responses) {
+        let code = r
+            .errors
+            .first()
+            .and_then(|e| e.extensions.as_ref())
+            .and_then(|x| x.get("code"))
+            .map(|c| c.to_string().trim_matches('"').to_owned())
+            .unwrap_or_else(|| "OK".into());
+        state.service.metrics().observe_operation(name, &code);
+    }
 }

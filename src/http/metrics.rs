@@ -27,9 +27,14 @@ struct Histogram {
     count: u64,
 }
 
+/// Distinct operation names tracked; names past it count as `other` (clients choose names, and
+/// an unbounded label set would grow without end).
+const MAX_OPERATIONS: usize = 200;
+
 #[derive(Clone, Default)]
 pub struct Metrics {
     requests: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
+    operations: Arc<Mutex<BTreeMap<(String, String), u64>>>,
     latency: Arc<Mutex<BTreeMap<String, Histogram>>>,
     rows_processed: Arc<AtomicU64>,
 }
@@ -48,6 +53,25 @@ impl Metrics {
             }
             h.sum += seconds;
             h.count += 1;
+        }
+    }
+
+    /// A GraphQL operation ended, with the code of its first error (`OK` without errors).
+    pub fn observe_operation(&self, name: &str, code: &str) {
+        if let Ok(mut o) = self.operations.lock() {
+            let known = o.keys().any(|(n, _)| n == name);
+            let distinct = o
+                .keys()
+                .map(|(n, _)| n)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            let name = if known || distinct < MAX_OPERATIONS {
+                name
+            } else {
+                "other"
+            };
+            let name: String = name.chars().take(100).collect();
+            *o.entry((name, code.to_owned())).or_default() += 1;
         }
     }
 
@@ -93,6 +117,20 @@ pub async fn render(State(state): State<AppState>) -> Response {
                 out,
                 "http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
                 label(route)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP graphql_operations_total GraphQL operations by name and first error code.\n# TYPE graphql_operations_total counter"
+    );
+    if let Ok(o) = m.operations.lock() {
+        for ((name, code), n) in o.iter() {
+            let _ = writeln!(
+                out,
+                "graphql_operations_total{{operation=\"{}\",code=\"{}\"}} {n}",
+                label(name),
+                label(code)
             );
         }
     }

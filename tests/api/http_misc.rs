@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::db_tests;
 use crate::fixtures::{ORG_A, seed};
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, code};
 
 db_tests!(
     health_and_readiness_need_no_key,
@@ -309,6 +309,14 @@ async fn metrics_are_exposed_for_prometheus(app: TestApp) {
         .upload_ok(&key, &series, b"code\nM-1\nM-2\nbad code\n", json!({}))
         .await;
     app.wait_job(&key, &job).await;
+    let (_, missing) = app
+        .gql(
+            Some(&key),
+            "query Missing { uploadStatus(couponSeriesId: \"999\") { orgId } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code(&missing), "NOT_FOUND");
     let res = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -325,6 +333,8 @@ async fn metrics_are_exposed_for_prometheus(app: TestApp) {
     let text = res.text().await.expect("text");
     for want in [
         "http_requests_total{route=\"/graphql\",status=\"200\"}",
+        "graphql_operations_total{operation=\"anonymous\",code=\"OK\"}",
+        "graphql_operations_total{operation=\"Missing\",code=\"NOT_FOUND\"} 1",
         "http_request_duration_seconds_bucket{route=\"/graphql\",le=\"+Inf\"}",
         "upload_jobs{status=\"FINISHED\"} 1",
         "upload_rows_processed_total 3",

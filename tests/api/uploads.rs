@@ -1002,3 +1002,45 @@ fn arbitrary_files_end_finished_with_exact_counts_or_errored() {
     });
     drop(app);
 }
+
+db_tests!(one_file_per_request);
+
+/// Uploads carry one file (`MAX_FILES_PER_REQUEST`); a second file part is refused.
+async fn one_file_per_request(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let operations = json!({
+        "query": "mutation($s: ID!, $f: Upload!) { uploadCoupons(couponSeriesId: $s, file: $f, customerIdentifier: NOT_TAGGED) { jobId } }",
+        "variables": { "s": series, "f": null },
+    });
+    let form = reqwest::multipart::Form::new()
+        .text("operations", operations.to_string())
+        .text(
+            "map",
+            json!({ "0": ["variables.f"], "1": ["variables.f"] }).to_string(),
+        )
+        .part(
+            "0",
+            reqwest::multipart::Part::bytes(b"code\nA\n".to_vec()).file_name("a.csv"),
+        )
+        .part(
+            "1",
+            reqwest::multipart::Part::bytes(b"code\nB\n".to_vec()).file_name("b.csv"),
+        );
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    let jobs = coupon_upload_api::entity::upload_job::Entity::find()
+        .all(app.state.service.db())
+        .await
+        .expect("db");
+    assert!(jobs.is_empty());
+}
