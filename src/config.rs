@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// Seconds between checks of an open WebSocket's key (a revoked key closes it, 4403).
     #[arg(long, env = "WS_KEY_RECHECK_SECS", default_value_t = 30)]
     pub ws_key_recheck_secs: u64,
+    /// Seconds a new WebSocket has to send `connection_init` (then: close 4408).
+    #[arg(long, env = "WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
+    pub ws_init_timeout_secs: u64,
     /// Requests per second each API key may make on average (0: no limit); past it, 429.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
     pub rate_limit_per_second: f64,

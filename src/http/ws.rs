@@ -30,6 +30,9 @@ pub struct WsLimits {
     pub max_per_key: usize,
     /// How often an open socket's key is checked again (a revoked key closes it with 4403).
     pub recheck: Duration,
+    /// A socket that has not sent `connection_init` by then is closed (4408), so idle
+    /// unauthenticated sockets do not pile up.
+    pub init_timeout: Duration,
 }
 
 impl Default for WsLimits {
@@ -37,6 +40,7 @@ impl Default for WsLimits {
         Self {
             max_per_key: 20,
             recheck: Duration::from_secs(30),
+            init_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -165,6 +169,8 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         data.insert(RequestContext::new(service.clone(), org));
         Ok(data)
     };
+    let init_deadline = tokio::time::sleep(state.ws.init_timeout);
+    tokio::pin!(init_deadline);
     let mut recheck = tokio::time::interval(state.ws.recheck);
     recheck.tick().await;
     let mut out =
@@ -187,6 +193,11 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                     return;
                 }
             },
+            _ = &mut init_deadline, if key_id.lock().map(|k| k.is_none()).unwrap_or(true) => {
+                let frame = CloseFrame { code: 4408, reason: "Connection initialisation timeout".into() };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+                return;
+            }
             _ = recheck.tick() => {
                 // A key revoked while its socket is open loses the socket.
                 let id = key_id.lock().ok().and_then(|k| *k);

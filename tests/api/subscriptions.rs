@@ -258,7 +258,7 @@ async fn mine_writer(app: &TestApp) -> String {
 // WebSocket limits: connections per key, and revoked keys lose their open sockets.
 crate::db_tests_with!(
     Options {
-        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200) },
+        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200), init_timeout: std::time::Duration::from_millis(500) },
         ..Default::default()
     };
     sockets_are_limited_per_key_and_closed_on_revocation
@@ -284,6 +284,10 @@ async fn sockets_are_limited_per_key_and_closed_on_revocation(app: TestApp) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut d = connect(&app.base, "graphql-transport-ws").await;
     init(&mut d, &made.key).await;
+    // A socket that never sends connection_init is closed (4408).
+    let mut lazy = connect(&app.base, "graphql-transport-ws").await;
+    let m = recv(&mut lazy).await;
+    assert_eq!(m["close"], 4408, "{m}");
     // Revoked: the open sockets close with 4403.
     app.state
         .service
