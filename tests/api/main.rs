@@ -11,6 +11,7 @@ mod fixtures;
 mod http_misc;
 mod isolation;
 mod limits;
+mod load;
 mod rest;
 mod schema;
 mod statements;
