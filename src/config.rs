@@ -90,6 +90,9 @@ pub struct ServeArgs {
     /// Seconds a new WebSocket has to send `connection_init` (then: close 4408).
     #[arg(long, env = "WS_INIT_TIMEOUT_SECS", default_value_t = 10)]
     pub ws_init_timeout_secs: u64,
+    /// Seconds a WebSocket may stay open with no operation and no message (then: close 1000).
+    #[arg(long, env = "WS_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub ws_idle_timeout_secs: u64,
     /// Requests per second each API key may make on average (0: no limit); past it, 429.
     #[arg(long, env = "RATE_LIMIT_PER_SECOND", default_value_t = 50.0)]
     pub rate_limit_per_second: f64,

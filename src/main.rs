@@ -201,6 +201,7 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         max_per_key: args.ws_max_connections_per_key,
         recheck: std::time::Duration::from_secs(args.ws_key_recheck_secs.max(1)),
         init_timeout: std::time::Duration::from_secs(args.ws_init_timeout_secs.max(1)),
+        idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout_secs.max(1)),
     };
     state.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
     state.rate_limiter = coupon_upload_api::http::ratelimit::RateLimiter::new(

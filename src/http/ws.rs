@@ -30,6 +30,9 @@ pub struct WsLimits {
     pub max_per_key: usize,
     /// How often an open socket's key is checked again (a revoked key closes it with 4403).
     pub recheck: Duration,
+    /// A socket with no operation in flight and no message either way for this long is closed
+    /// (1000, idle). Sockets with a live subscription stay open however quiet.
+    pub idle_timeout: Duration,
     /// A socket that has not sent `connection_init` by then is closed (4408), so idle
     /// unauthenticated sockets do not pile up.
     pub init_timeout: Duration,
@@ -41,6 +44,7 @@ impl Default for WsLimits {
             max_per_key: 20,
             recheck: Duration::from_secs(30),
             init_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -76,6 +80,60 @@ impl Drop for WsSlot {
             if *n == 0 {
                 c.remove(&self.key);
             }
+        }
+    }
+}
+
+/// What a socket is doing, for the idle timeout.
+struct Activity {
+    operations: std::collections::HashSet<String>,
+    last: std::time::Instant,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            operations: Default::default(),
+            last: std::time::Instant::now(),
+        }
+    }
+
+    fn message(bytes: &[u8]) -> Option<(String, String)> {
+        let v: Value = serde_json::from_slice(bytes).ok()?;
+        Some((
+            v["type"].as_str()?.to_owned(),
+            v["id"].as_str().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    fn client_message(&mut self, bytes: &[u8]) {
+        self.last = std::time::Instant::now();
+        match Self::message(bytes) {
+            Some((t, id)) if t == "subscribe" || t == "start" => {
+                self.operations.insert(id);
+            }
+            Some((t, id)) if t == "complete" || t == "stop" => {
+                self.operations.remove(&id);
+            }
+            _ => {}
+        }
+    }
+
+    fn server_message(&mut self, bytes: &[u8]) {
+        self.last = std::time::Instant::now();
+        if let Some((t, id)) = Self::message(bytes)
+            && (t == "complete" || t == "error")
+        {
+            self.operations.remove(&id);
+        }
+    }
+
+    /// How long the socket has been idle; zero while an operation is in flight.
+    fn idle_for(&self) -> Duration {
+        if self.operations.is_empty() {
+            self.last.elapsed()
+        } else {
+            Duration::ZERO
         }
     }
 }
@@ -119,6 +177,9 @@ pub fn upgrade(state: AppState, protocol: WebSocketProtocols, ws: WebSocketUpgra
 
 async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
+    // Idle tracking: the operations in flight and the time of the last message either way.
+    let activity: Arc<Mutex<Activity>> = Arc::new(Mutex::new(Activity::new()));
+    let seen = activity.clone();
     let input = stream
         .take_while(|m| futures_util::future::ready(m.is_ok()))
         .filter_map(|m| {
@@ -127,6 +188,11 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 Ok(Message::Binary(b)) => Some(b.to_vec()),
                 _ => None,
             })
+        })
+        .inspect(move |bytes| {
+            if let Ok(mut a) = seen.lock() {
+                a.client_message(bytes);
+            }
         });
     // Set by the init callback: the close code to use instead of the library's (4403 for a bad
     // key, 4429 for too many connections), and the key, re-checked while the socket is open.
@@ -172,6 +238,9 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     let init_deadline = tokio::time::sleep(state.ws.init_timeout);
     tokio::pin!(init_deadline);
     let mut recheck = tokio::time::interval(state.ws.recheck);
+    let mut idle_check = tokio::time::interval(
+        (state.ws.idle_timeout / 4).clamp(Duration::from_millis(50), Duration::from_secs(5)),
+    );
     recheck.tick().await;
     let mut out =
         GqlWebSocket::new(state.schema.clone(), input, protocol).on_connection_init(on_init);
@@ -179,6 +248,9 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
         tokio::select! {
             msg = out.next() => match msg {
                 Some(WsMessage::Text(text)) => {
+                    if let Ok(mut a) = activity.lock() {
+                        a.server_message(text.as_bytes());
+                    }
                     if sink.send(Message::Text(text.into())).await.is_err() {
                         return;
                     }
@@ -197,6 +269,14 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
                 let frame = CloseFrame { code: 4408, reason: "Connection initialisation timeout".into() };
                 let _ = sink.send(Message::Close(Some(frame))).await;
                 return;
+            }
+            _ = idle_check.tick() => {
+                let idle = activity.lock().map(|a| a.idle_for()).unwrap_or_default();
+                if idle >= state.ws.idle_timeout {
+                    let frame = CloseFrame { code: 1000, reason: "idle: no operation and no message".into() };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    return;
+                }
             }
             _ = recheck.tick() => {
                 // A key revoked while its socket is open loses the socket.

@@ -258,7 +258,7 @@ async fn mine_writer(app: &TestApp) -> String {
 // WebSocket limits: connections per key, and revoked keys lose their open sockets.
 crate::db_tests_with!(
     Options {
-        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200), init_timeout: std::time::Duration::from_millis(500) },
+        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200), init_timeout: std::time::Duration::from_millis(500), idle_timeout: std::time::Duration::from_secs(60) },
         ..Default::default()
     };
     sockets_are_limited_per_key_and_closed_on_revocation
@@ -304,4 +304,35 @@ async fn sockets_are_limited_per_key_and_closed_on_revocation(app: TestApp) {
             "{m}"
         );
     }
+}
+
+crate::db_tests_with!(
+    Options {
+        ws: coupon_upload_api::http::ws::WsLimits { idle_timeout: std::time::Duration::from_millis(600), ..Default::default() },
+        ..Default::default()
+    };
+    idle_sockets_close_but_live_subscriptions_stay
+);
+
+/// A socket with nothing in flight and nothing said closes (1000); one with a live
+/// subscription stays open however quiet.
+async fn idle_sockets_close_but_live_subscriptions_stay(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let mut live = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut live, &key).await;
+    send(&mut live, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": series } } })).await;
+    let mut idle = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut idle, &key).await;
+    let m = recv(&mut idle).await;
+    assert_eq!(m["close"], 1000, "{m}");
+    // Well past the idle timeout, the subscriber still gets its events.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let job = app.upload_ok(&key, &series, &codes(2), json!({})).await;
+    let m = recv(&mut live).await;
+    assert_eq!(
+        m["payload"]["data"]["uploadJobUpdated"]["jobId"],
+        job.as_str(),
+        "{m}"
+    );
 }
