@@ -1,5 +1,5 @@
 //! A bounded load test on loopback: the real binary serves status queries from 8 concurrent
-//! clients while another uploads files, for `LOAD_TEST_SECS` (default 30). Zero errors are
+//! clients while another uploads files, for `LOAD_TEST_SECS` (default 120). Zero errors are
 //! allowed, every upload must finish, and the server's RSS must level off (the last third of
 //! the run may not exceed the middle third's peak by more than 20 % + 8 MiB).
 
@@ -28,7 +28,7 @@ async fn status_queries_and_uploads_under_load_sqlite() {
     let secs: u64 = std::env::var("LOAD_TEST_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(30);
+        .unwrap_or(120);
     let dir = tempfile::tempdir().expect("dir");
     let out = Command::new(BIN)
         .args([
