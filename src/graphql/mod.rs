@@ -59,36 +59,6 @@ impl Default for GraphqlLimits {
     }
 }
 
-/// The number of aliased fields in a query document (fragments included), or `None` if it
-/// does not parse (execution will report that).
-pub fn count_aliases(query: &str) -> Option<usize> {
-    use async_graphql::parser::types::{Selection, SelectionSet};
-    fn walk(set: &SelectionSet) -> usize {
-        set.items
-            .iter()
-            .map(|sel| match &sel.node {
-                Selection::Field(f) => {
-                    usize::from(f.node.alias.is_some()) + walk(&f.node.selection_set.node)
-                }
-                Selection::InlineFragment(i) => walk(&i.node.selection_set.node),
-                Selection::FragmentSpread(_) => 0,
-            })
-            .sum()
-    }
-    let doc = async_graphql::parser::parse_query(query).ok()?;
-    let ops: usize = doc
-        .operations
-        .iter()
-        .map(|(_, op)| walk(&op.node.selection_set.node))
-        .sum();
-    let frags: usize = doc
-        .fragments
-        .values()
-        .map(|f| walk(&f.node.selection_set.node))
-        .sum();
-    Some(ops + frags)
-}
-
 pub fn build_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema {
     let mut b = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(service)

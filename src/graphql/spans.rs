@@ -30,14 +30,7 @@ impl Extension for OperationSpan {
             tracing::info_span!("graphql", operation = operation_name.unwrap_or("anonymous"));
         let start = Instant::now();
         let res = next.run(ctx, operation_name).instrument(span.clone()).await;
-        let code = res
-            .errors
-            .first()
-            .and_then(|e| e.extensions.as_ref())
-            .and_then(|x| x.get("code"))
-            .map(|c| c.to_string())
-            .unwrap_or_else(|| "OK".into());
-        let code = code.trim_matches('"').to_owned();
+        let code = crate::http::graphql::first_error_code(&res);
         span.in_scope(|| {
             tracing::info!(
                 errors = res.errors.len(),

@@ -1,7 +1,6 @@
 //! `/graphql`: queries over POST and GET, and GraphiQL for browsers.
 
 use async_graphql::BatchRequest;
-use async_graphql::parser::types::Selection;
 use async_graphql_axum::GraphQLBatchRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::FromRequestParts;
@@ -81,7 +80,10 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
                 return error_response(e);
             };
             return match parse(req, &state).await {
-                Ok(batch) if state.limits.introspection && is_introspection_only(&batch) => {
+                Ok(batch)
+                    if state.limits.introspection
+                        && summaries(&batch).iter().all(|d| d.introspection_only) =>
+                {
                     let mut res = state.schema.execute_batch(batch).await;
                     code_client_errors(&mut res);
                     respond(res, &accept)
@@ -111,10 +113,11 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             Err(rejection) => return rejection,
         }
     };
-    if let Err(e) = check_limits(&batch, &state.limits) {
+    let docs = summaries(&batch);
+    if let Err(e) = check_limits(&docs, &state.limits) {
         return error_response(e);
     }
-    if is_get && has_mutation(&batch) {
+    if is_get && docs.iter().any(|d| d.has_mutation) {
         // GraphQL over HTTP: GET is for queries only.
         let mut res = error_response(AppError::BadUserInput(
             "mutations must be sent with POST".into(),
@@ -124,11 +127,15 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
         return res;
     }
-    let names = operation_names(&batch);
     let ctx = RequestContext::new(state.service.clone(), org);
     let mut res = state.schema.execute_batch(batch.data(ctx)).await;
     code_client_errors(&mut res);
-    record_operations(&state, &names, &res);
+    for (doc, r) in docs.iter().zip(responses(&res)) {
+        state
+            .service
+            .metrics()
+            .observe_operation(&doc.name, &first_error_code(r));
+    }
     respond(res, &accept)
 }
 
@@ -145,10 +152,8 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
             && !r.errors.is_empty()
             && r.errors.iter().all(|e| e.path.is_empty())
     };
-    let failed = match &res {
-        async_graphql::BatchResponse::Single(r) => request_error(r),
-        async_graphql::BatchResponse::Batch(rs) => !rs.is_empty() && rs.iter().all(request_error),
-    };
+    let all = responses(&res);
+    let failed = !all.is_empty() && all.into_iter().all(request_error);
     let (status, media) = match (legacy, failed) {
         (true, _) => (StatusCode::OK, "application/json"),
         (false, true) => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE_JSON),
@@ -158,24 +163,6 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
         Ok(body) => (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response(),
         Err(e) => error_response(AppError::Internal(e.into())),
     }
-}
-
-/// `true` when any operation of the request is a mutation.
-fn has_mutation(batch: &BatchRequest) -> bool {
-    use async_graphql::parser::types::OperationType;
-    let requests: Vec<&async_graphql::Request> = match batch {
-        BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter().collect(),
-    };
-    requests.iter().any(|r| {
-        async_graphql::parser::parse_query(&r.query)
-            .map(|doc| {
-                doc.operations
-                    .iter()
-                    .any(|(_, op)| op.node.ty == OperationType::Mutation)
-            })
-            .unwrap_or(false)
-    })
 }
 
 /// Reads a (non-multipart) body up to `limit` bytes: past it, `PAYLOAD_TOO_LARGE`.
@@ -192,32 +179,6 @@ async fn parse(req: Request, state: &AppState) -> Result<BatchRequest, Response>
         .await
         .map(|b| b.into_inner())
         .map_err(IntoResponse::into_response)
-}
-
-/// `true` when every operation of every request selects only `__schema`, `__type` or
-/// `__typename` at its root.
-fn is_introspection_only(batch: &BatchRequest) -> bool {
-    let requests: Vec<&async_graphql::Request> = match batch {
-        BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter().collect(),
-    };
-    !requests.is_empty()
-        && requests.iter().all(|r| {
-            let Ok(doc) = async_graphql::parser::parse_query(&r.query) else {
-                return false;
-            };
-            doc.operations.iter().all(|(_, op)| {
-                op.node
-                    .selection_set
-                    .node
-                    .items
-                    .iter()
-                    .all(|sel| match &sel.node {
-                        Selection::Field(f) => f.node.name.node.starts_with("__"),
-                        _ => false,
-                    })
-            })
-        })
 }
 
 /// An error raised before execution, as a GraphQL response with `extensions.code`.
@@ -263,70 +224,113 @@ fn code_client_errors(res: &mut async_graphql::BatchResponse) {
 /// Limits the schema does not check itself: batch size and aliases. (Depth and complexity are
 /// the schema's, see `GraphqlLimits`.)
 fn check_limits(
-    batch: &BatchRequest,
+    docs: &[DocSummary],
     limits: &crate::graphql::GraphqlLimits,
 ) -> Result<(), AppError> {
-    let requests: Vec<&async_graphql::Request> = match batch {
-        BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter().collect(),
-    };
-    if requests.len() > limits.max_batch {
+    if docs.len() > limits.max_batch {
         return Err(AppError::BadUserInput(format!(
             "a batch may hold at most {} operations, this one has {}",
             limits.max_batch,
-            requests.len()
+            docs.len()
         )));
     }
-    for r in requests {
-        if crate::graphql::count_aliases(&r.query).is_some_and(|n| n > limits.max_aliases) {
-            return Err(AppError::BadUserInput(format!(
-                "a request may use at most {} aliases",
-                limits.max_aliases
-            )));
-        }
+    if docs.iter().any(|d| d.aliases > limits.max_aliases) {
+        return Err(AppError::BadUserInput(format!(
+            "a request may use at most {} aliases",
+            limits.max_aliases
+        )));
     }
     Ok(())
 }
 
-/// Each operation's name: the requested `operationName`, else the document's only operation's
-/// name, else `anonymous`.
-fn operation_names(batch: &BatchRequest) -> Vec<String> {
-    let requests: Vec<&async_graphql::Request> = match batch {
+fn requests(batch: &BatchRequest) -> Vec<&async_graphql::Request> {
+    match batch {
         BatchRequest::Single(r) => vec![r],
         BatchRequest::Batch(rs) => rs.iter().collect(),
-    };
-    requests
-        .iter()
-        .map(|r| {
-            r.operation_name.clone().unwrap_or_else(|| {
-                async_graphql::parser::parse_query(&r.query)
-                    .ok()
-                    .and_then(|doc| {
-                        doc.operations
-                            .iter()
-                            .next()
-                            .and_then(|(name, _)| name.map(|n| n.to_string()))
-                    })
-                    .unwrap_or_else(|| "anonymous".into())
+    }
+}
+
+fn responses(res: &async_graphql::BatchResponse) -> Vec<&async_graphql::Response> {
+    match res {
+        async_graphql::BatchResponse::Single(r) => vec![r],
+        async_graphql::BatchResponse::Batch(rs) => rs.iter().collect(),
+    }
+}
+
+/// What the handler needs to know of one request's document, read in a single parse (the
+/// schema parses it again to execute; this keeps it to one extra parse per request).
+struct DocSummary {
+    /// The requested `operationName`, else the document's only operation's name, else
+    /// `anonymous`.
+    name: String,
+    aliases: usize,
+    has_mutation: bool,
+    /// Every operation selects only `__schema`, `__type` or `__typename` at its root.
+    introspection_only: bool,
+}
+
+fn summaries(batch: &BatchRequest) -> Vec<DocSummary> {
+    use async_graphql::parser::types::{OperationType, Selection, SelectionSet};
+    fn aliases(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|sel| match &sel.node {
+                Selection::Field(f) => {
+                    usize::from(f.node.alias.is_some()) + aliases(&f.node.selection_set.node)
+                }
+                Selection::InlineFragment(i) => aliases(&i.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
             })
+            .sum()
+    }
+    requests(batch)
+        .into_iter()
+        .map(|r| {
+            let doc = async_graphql::parser::parse_query(&r.query).ok();
+            let ops = || doc.iter().flat_map(|d| d.operations.iter());
+            let doc_name = ops()
+                .next()
+                .and_then(|(name, _)| name.map(|n| n.to_string()));
+            DocSummary {
+                name: r
+                    .operation_name
+                    .clone()
+                    .or(doc_name)
+                    .unwrap_or_else(|| "anonymous".into()),
+                // A document that does not parse is reported by execution, not here.
+                aliases: doc.as_ref().map_or(0, |d| {
+                    ops()
+                        .map(|(_, op)| aliases(&op.node.selection_set.node))
+                        .sum::<usize>()
+                        + d.fragments
+                            .values()
+                            .map(|f| aliases(&f.node.selection_set.node))
+                            .sum::<usize>()
+                }),
+                has_mutation: ops().any(|(_, op)| op.node.ty == OperationType::Mutation),
+                introspection_only: doc.is_some()
+                    && ops().all(|(_, op)| {
+                        op.node
+                            .selection_set
+                            .node
+                            .items
+                            .iter()
+                            .all(|sel| match &sel.node {
+                                Selection::Field(f) => f.node.name.node.starts_with("__"),
+                                _ => false,
+                            })
+                    }),
+            }
         })
         .collect()
 }
 
-/// Counts each operation under its name and the code of its first error (`OK` without).
-fn record_operations(state: &AppState, names: &[String], res: &async_graphql::BatchResponse) {
-    let responses: Vec<&async_graphql::Response> = match res {
-        async_graphql::BatchResponse::Single(r) => vec![r],
-        async_graphql::BatchResponse::Batch(rs) => rs.iter().collect(),
-    };
-    for (name, r) in names.iter().zip(responses) {
-        let code = r
-            .errors
-            .first()
-            .and_then(|e| e.extensions.as_ref())
-            .and_then(|x| x.get("code"))
-            .map(|c| c.to_string().trim_matches('"').to_owned())
-            .unwrap_or_else(|| "OK".into());
-        state.service.metrics().observe_operation(name, &code);
-    }
+/// The code of a response's first error, `OK` without errors.
+pub(crate) fn first_error_code(r: &async_graphql::Response) -> String {
+    r.errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|x| x.get("code"))
+        .map(|c| c.to_string().trim_matches('"').to_owned())
+        .unwrap_or_else(|| "OK".into())
 }

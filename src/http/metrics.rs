@@ -34,7 +34,8 @@ const MAX_OPERATIONS: usize = 200;
 #[derive(Clone, Default)]
 pub struct Metrics {
     requests: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
-    operations: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    /// Operation name → first error code → count.
+    operations: Arc<Mutex<BTreeMap<String, BTreeMap<String, u64>>>>,
     latency: Arc<Mutex<BTreeMap<String, Histogram>>>,
     rows_processed: Arc<AtomicU64>,
 }
@@ -59,19 +60,16 @@ impl Metrics {
     /// A GraphQL operation ended, with the code of its first error (`OK` without errors).
     pub fn observe_operation(&self, name: &str, code: &str) {
         if let Ok(mut o) = self.operations.lock() {
-            let known = o.keys().any(|(n, _)| n == name);
-            let distinct = o
-                .keys()
-                .map(|(n, _)| n)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len();
-            let name = if known || distinct < MAX_OPERATIONS {
+            let name: String = name.chars().take(100).collect();
+            let name = if o.contains_key(&name) || o.len() < MAX_OPERATIONS {
                 name
             } else {
-                "other"
+                "other".into()
             };
-            let name: String = name.chars().take(100).collect();
-            *o.entry((name, code.to_owned())).or_default() += 1;
+            *o.entry(name)
+                .or_default()
+                .entry(code.to_owned())
+                .or_default() += 1;
         }
     }
 
@@ -125,7 +123,10 @@ pub async fn render(State(state): State<AppState>) -> Response {
         "# HELP graphql_operations_total GraphQL operations by name and first error code.\n# TYPE graphql_operations_total counter"
     );
     if let Ok(o) = m.operations.lock() {
-        for ((name, code), n) in o.iter() {
+        for (name, code, n) in o
+            .iter()
+            .flat_map(|(name, codes)| codes.iter().map(move |(c, n)| (name, c, n)))
+        {
             let _ = writeln!(
                 out,
                 "graphql_operations_total{{operation=\"{}\",code=\"{}\"}} {n}",

@@ -3,7 +3,7 @@
 
 mod auth;
 mod files;
-mod graphql;
+pub(crate) mod graphql;
 mod health;
 pub mod metrics;
 pub mod multipart;

@@ -653,53 +653,18 @@ async fn write_errors(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), S
         })
         .await;
     }
-    let mut out = ctx.service.storage().writer(key)?;
-    let mut page = csv_page(Some(&[
-        "rowNumber",
-        "errorCode",
-        "errorMessage",
-        "couponCode",
-        "customerIdentifier",
-    ]))?;
-    let mut last = 0i64;
-    loop {
-        let rows = ctx
-            .service
-            .db()
-            .query_all_raw(ctx.s(
-                sql::ERROR_ROWS,
-                vec![
-                    ctx.job.id.into(),
-                    last.into(),
-                    through.into(),
-                    FILE_PAGE.into(),
-                ],
-            ))
-            .await?;
-        for r in &rows {
-            let n: i64 = r.try_get("", "row_number")?;
-            let code: String = r.try_get("", "error_code")?;
-            let message: Option<String> = r.try_get("", "error_message")?;
-            let raw_code: String = r.try_get("", "raw_code")?;
-            let raw_customer: Option<String> = r.try_get("", "raw_customer")?;
-            page.write_record([
-                n.to_string().as_str(),
-                &code,
-                message.as_deref().unwrap_or_default(),
-                &raw_code,
-                raw_customer.as_deref().unwrap_or_default(),
-            ])
-            .map_err(|e| Stop::Internal(e.into()))?;
-            last = n;
-        }
-        flush_page(&mut out, &mut page).await?;
-        if (rows.len() as i64) < FILE_PAGE {
-            break;
-        }
-        ctx.check_alive()?;
-    }
-    out.shutdown().await.map_err(|e| Stop::Internal(e.into()))?;
-    Ok(())
+    page_file(ctx, key, &ERROR_HEADER, sql::ERROR_ROWS, through, |r| {
+        Ok(vec![
+            r.try_get::<i64>("", "row_number")?.to_string(),
+            r.try_get("", "error_code")?,
+            r.try_get::<Option<String>>("", "error_message")?
+                .unwrap_or_default(),
+            r.try_get("", "raw_code")?,
+            r.try_get::<Option<String>>("", "raw_customer")?
+                .unwrap_or_default(),
+        ])
+    })
+    .await
 }
 
 async fn write_successes(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), Stop> {
@@ -722,42 +687,44 @@ async fn write_successes(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<()
         )
         .await;
     }
+    page_file(ctx, key, &SUCCESS_HEADER, sql::SUCCESS_ROWS, through, |r| {
+        Ok(vec![
+            r.try_get::<i64>("", "row_number")?.to_string(),
+            r.try_get::<i64>("", "coupon_id")?.to_string(),
+            r.try_get("", "code")?,
+            r.try_get::<Option<String>>("", "customer_identifier")?
+                .unwrap_or_default(),
+        ])
+    })
+    .await
+}
+
+/// SQLite: a result file page by page (keyset on `row_number`, the record's first column).
+/// `sql` binds `$1` job, `$2` org, `$3` through, `$4` after, `$5` page size.
+async fn page_file(
+    ctx: &JobCtx<'_>,
+    key: &str,
+    header: &[&str],
+    sql: &str,
+    through: i64,
+    record: impl Fn(&sea_orm::QueryResult) -> Result<Vec<String>, sea_orm::DbErr>,
+) -> Result<(), Stop> {
     let mut out = ctx.service.storage().writer(key)?;
-    let mut page = csv_page(Some(&[
-        "rowNumber",
-        "couponId",
-        "couponCode",
-        "customerIdentifier",
-    ]))?;
+    let mut page = csv_page(Some(header))?;
     let mut last = 0i64;
     loop {
-        let rows = ctx
-            .service
-            .db()
-            .query_all_raw(ctx.s(
-                sql::SUCCESS_ROWS,
-                vec![
-                    ctx.job.id.into(),
-                    ctx.job.org_id.into(),
-                    last.into(),
-                    through.into(),
-                    FILE_PAGE.into(),
-                ],
-            ))
-            .await?;
+        let values = vec![
+            ctx.job.id.into(),
+            ctx.job.org_id.into(),
+            through.into(),
+            last.into(),
+            FILE_PAGE.into(),
+        ];
+        let rows = ctx.service.db().query_all_raw(ctx.s(sql, values)).await?;
         for r in &rows {
-            let n: i64 = r.try_get("", "row_number")?;
-            let id: i64 = r.try_get("", "coupon_id")?;
-            let code: String = r.try_get("", "code")?;
-            let customer: Option<String> = r.try_get("", "customer_identifier")?;
-            page.write_record([
-                n.to_string().as_str(),
-                &id.to_string(),
-                &code,
-                customer.as_deref().unwrap_or_default(),
-            ])
-            .map_err(|e| Stop::Internal(e.into()))?;
-            last = n;
+            last = r.try_get("", "row_number")?;
+            page.write_record(record(r)?)
+                .map_err(|e| Stop::Internal(e.into()))?;
         }
         flush_page(&mut out, &mut page).await?;
         if (rows.len() as i64) < FILE_PAGE {
@@ -769,7 +736,6 @@ async fn write_successes(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<()
     Ok(())
 }
 
-/// A page of CSV, built in memory (one page of rows at most) then appended to the file.
 fn csv_page(header: Option<&[&str]>) -> Result<csv::Writer<Vec<u8>>, Stop> {
     let mut w = csv::Writer::from_writer(Vec::with_capacity(1 << 20));
     if let Some(h) = header {

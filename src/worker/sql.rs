@@ -69,15 +69,18 @@ pub const VALID_ROWS: &str = "
     SELECT row_number, code FROM upload_row
     WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL";
 
+/// One page of the error file (`$4` after this row, `$5` rows). Binds like the streamed query.
 pub const ERROR_ROWS: &str = "
     SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
-    WHERE job_id = $1 AND error_code IS NOT NULL AND row_number > $2 AND row_number <= $3
-    ORDER BY row_number LIMIT $4";
+    WHERE job_id = $1 AND $2 IS NOT NULL AND error_code IS NOT NULL AND row_number <= $3
+      AND row_number > $4
+    ORDER BY row_number LIMIT $5";
 
+/// One page of the success file (`$4` after this row, `$5` rows).
 pub const SUCCESS_ROWS: &str = "
     SELECT u.row_number, c.id AS coupon_id, c.code, c.customer_identifier FROM upload_row u
     JOIN coupon c ON c.org_id = $2 AND c.code = u.code AND c.upload_job_id = $1
-    WHERE u.job_id = $1 AND u.error_code IS NULL AND u.row_number > $3 AND u.row_number <= $4
+    WHERE u.job_id = $1 AND u.error_code IS NULL AND u.row_number <= $3 AND u.row_number > $4
     ORDER BY u.row_number LIMIT $5";
 
 pub const DISTINCT_CUSTOMERS: &str = "

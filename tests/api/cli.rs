@@ -1,5 +1,6 @@
 //! The binary itself: `api-key`, `print-schema`, and the README's first command, `serve --demo`.
 
+use crate::helpers::free_port;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -85,13 +86,6 @@ fn print_schema_prints_the_committed_schema() {
     let (ok, out, err) = run(dir.path(), &["print-schema"]);
     assert!(ok, "{err}");
     assert_eq!(out, crate::schema::current_sdl());
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 struct Killed(std::process::Child);

@@ -4,6 +4,7 @@
 //! exactly. And SIGTERM: the process stops within its grace period, gives its job back, and a
 //! restart finishes it exactly.
 
+use crate::helpers::free_port;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,13 +26,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 async fn wait_http(url: &str, what: &str) {

@@ -2,6 +2,7 @@
 //! while committing); after each restart the job resumes from its last checkpoint, and it ends
 //! with the same counts, coupons and files as an uninterrupted run of the same upload.
 
+use crate::helpers::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,13 +26,6 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
 }
 
 fn cli(db: &str, dir: &Path, args: &[&str]) -> String {

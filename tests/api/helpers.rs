@@ -71,6 +71,14 @@ impl Default for Options {
 static TRACING: Once = Once::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// A loopback port nobody listens on now (for a server process a test starts).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port")
+}
+
 pub fn postgres_url() -> Option<String> {
     std::env::var("TEST_POSTGRES_URL")
         .ok()

@@ -50,10 +50,7 @@ async fn status_queries_and_uploads_under_load_sqlite() {
         .last()
         .unwrap_or_default()
         .to_owned();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
+    let port = crate::helpers::free_port();
     let mut child = Command::new(BIN)
         .args([
             "serve",
