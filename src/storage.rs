@@ -139,10 +139,7 @@ impl Storage {
     /// A writer for a new object; `shutdown()` completes it, `abort()` discards it.
     pub fn writer(&self, key: &str) -> anyhow::Result<object_store::buffered::BufWriter> {
         let path = Path::parse(key).with_context(|| format!("bad storage key {key:?}"))?;
-        Ok(object_store::buffered::BufWriter::new(
-            self.store.clone(),
-            path,
-        ))
+        Ok(self.buffered(path))
     }
 
     /// The object as an `AsyncRead`, streamed.

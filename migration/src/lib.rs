@@ -9,6 +9,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261125_000001_init;
 mod m20261126_000002_uploads;
 mod m20261126_000003_coupon_without_fks;
+mod m20261126_000004_coupon_id_block;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000001_init::Migration),
             Box::new(m20261126_000002_uploads::Migration),
             Box::new(m20261126_000003_coupon_without_fks::Migration),
+            Box::new(m20261126_000004_coupon_id_block::Migration),
         ]
     }
 }

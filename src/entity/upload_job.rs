@@ -37,6 +37,8 @@ pub struct Model {
     pub phase: String,
     /// The last data row whose batch is committed (coupons, row errors and counts).
     pub committed_through: i64,
+    /// Accepted row `n` of the file is coupon `coupon_id_base + n` (reserved when judged).
+    pub coupon_id_base: Option<i64>,
     pub attempts: i32,
     pub created_on: DateTimeUtc,
     pub updated_on: DateTimeUtc,

@@ -234,6 +234,7 @@ async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
             .execute_unprepared("ANALYZE upload_row")
             .await?;
     }
+    reserve_coupon_ids(ctx).await?;
     let txn = crate::db::begin_write(ctx.service.db()).await?;
     let id: Value = ctx.job.id.into();
     let msg = |c: RowErrorCode| -> Value { c.default_message().to_owned().into() };
@@ -293,10 +294,85 @@ async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
     Ok(())
 }
 
+/// The job's coupon ids: a block as long as the file, reserved once (before judging), so that
+/// accepted row `n` becomes coupon `coupon_id_base + n` whoever commits it and however often the
+/// job resumes. Other inserts into `coupon` keep using the id sequence, which is moved past the
+/// block while they are locked out (PostgreSQL) or under the write lock (SQLite).
+async fn reserve_coupon_ids(ctx: &mut JobCtx<'_>) -> Result<i64, Stop> {
+    if let Some(base) = ctx.job.coupon_id_base {
+        return Ok(base);
+    }
+    let rows = ctx.job.actual_row_count.max(0);
+    let txn = crate::db::begin_write(ctx.service.db()).await?;
+    let base: i64 = if ctx.backend == DbBackend::Postgres {
+        // SHARE ROW EXCLUSIVE conflicts with itself and with every INSERT, so no other id is
+        // drawn between reading the sequence and moving it.
+        txn.execute_unprepared("LOCK TABLE coupon IN SHARE ROW EXCLUSIVE MODE")
+            .await?;
+        let row = txn
+            .query_one_raw(ctx.s(
+                "SELECT nextval(pg_get_serial_sequence('coupon', 'id')) - 1 AS base",
+                vec![],
+            ))
+            .await?
+            .ok_or_else(|| Stop::Internal(anyhow::anyhow!("nextval returned no row")))?;
+        let base: i64 = row.try_get("", "base")?;
+        if rows > 1 {
+            txn.execute_raw(ctx.s(
+                "SELECT setval(pg_get_serial_sequence('coupon', 'id'), $1)",
+                vec![(base + rows).into()],
+            ))
+            .await?;
+        }
+        base
+    } else {
+        // AUTOINCREMENT: new ids start past both `sqlite_sequence` and the largest id.
+        let row = txn
+            .query_one_raw(ctx.s(
+                "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'coupon'), 0), \
+                 COALESCE((SELECT MAX(id) FROM coupon), 0)) AS base",
+                vec![],
+            ))
+            .await?
+            .ok_or_else(|| Stop::Internal(anyhow::anyhow!("no sequence row")))?;
+        let base: i64 = row.try_get("", "base")?;
+        let moved = txn
+            .execute_raw(ctx.s(
+                "UPDATE sqlite_sequence SET seq = $1 WHERE name = 'coupon'",
+                vec![(base + rows).into()],
+            ))
+            .await?;
+        if moved.rows_affected() == 0 {
+            txn.execute_raw(ctx.s(
+                "INSERT INTO sqlite_sequence (name, seq) VALUES ('coupon', $1)",
+                vec![(base + rows).into()],
+            ))
+            .await?;
+        }
+        base
+    };
+    if ctx.job.committed_through > 0 {
+        // Judged by a version without id blocks: its committed coupons took sequence ids, which
+        // nothing has shown yet (the success file is written last). Move them into the block.
+        txn.execute_raw(ctx.s(
+            "UPDATE coupon SET id = $1 + row_number WHERE upload_job_id = $2",
+            vec![base.into(), ctx.job.id.into()],
+        ))
+        .await?;
+    }
+    let job = ctx
+        .update_job(&txn, "coupon_id_base = $1", vec![base.into()])
+        .await?;
+    txn.commit().await?;
+    ctx.job = job;
+    Ok(base)
+}
+
 /// Phase `COMMIT`: batch after batch from the checkpoint. Returns `true` when the job was
 /// cancelled (it stops at a batch boundary with everything before it committed).
 async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
     let total = ctx.job.actual_row_count;
+    reserve_coupon_ids(ctx).await?;
     let mut cancel = reload(ctx).await?.cancel_requested;
     let mut last_event = std::time::Instant::now();
     while ctx.job.committed_through < total {
@@ -334,6 +410,9 @@ async fn commit_batch(
     to: i64,
 ) -> Result<(upload_job::Model, i64), Stop> {
     let j = &ctx.job;
+    let base = j
+        .coupon_id_base
+        .ok_or_else(|| Stop::Internal(anyhow::anyhow!("job {} has no coupon ids", j.id)))?;
     let customer_type: Option<String> =
         (ctx.kind != CustomerIdentifierType::NotTagged).then(|| ctx.kind.as_str().to_owned());
     let inserted = txn
@@ -347,6 +426,7 @@ async fn commit_batch(
                 to.into(),
                 customer_type.into(),
                 now().into(),
+                base.into(),
             ],
         ))
         .await?;
@@ -358,7 +438,28 @@ async fn commit_batch(
         .transpose()?
         .unwrap_or(0);
     if valid != accepted {
-        mark_skipped(ctx, txn, from, to).await?;
+        // Rare: codes another job committed after this one was judged.
+        let skipped = txn
+            .execute_raw(ctx.s(
+                sql::MARK_SKIPPED,
+                vec![
+                    j.id.into(),
+                    from.into(),
+                    to.into(),
+                    base.into(),
+                    RowErrorCode::CodeAlreadyExists
+                        .default_message()
+                        .to_owned()
+                        .into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        tracing::info!(
+            job_id = j.id,
+            skipped,
+            "codes taken by another job meanwhile"
+        );
     }
     let rejected = (to - from + 1) - accepted;
     if accepted > 0 {
@@ -382,71 +483,6 @@ async fn commit_batch(
         )
         .await?;
     Ok((job, accepted))
-}
-
-/// Rows of a batch the unique index skipped: their code reached the org after judging
-/// (another job committed it). Rare, so done plainly: the batch's accepted codes are looked up
-/// by the unique index, and those that belong to another job are marked.
-async fn mark_skipped(
-    ctx: &JobCtx<'_>,
-    txn: &DatabaseTransaction,
-    from: i64,
-    to: i64,
-) -> Result<(), Stop> {
-    let j = &ctx.job;
-    let valid = txn
-        .query_all_raw(ctx.s(sql::VALID_ROWS, vec![j.id.into(), from.into(), to.into()]))
-        .await?;
-    let rows: Vec<(i64, String)> = valid
-        .iter()
-        .map(|r| Ok::<_, sea_orm::DbErr>((r.try_get("", "row_number")?, r.try_get("", "code")?)))
-        .collect::<Result<_, _>>()?;
-    let mut skipped = Vec::new();
-    for chunk in rows.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-        let mut values: Vec<Value> = vec![j.org_id.into(), j.id.into()];
-        values.extend(chunk.iter().map(|(_, code)| Value::from(code.clone())));
-        let ours = txn
-            .query_all_raw(ctx.s(
-                &format!(
-                    "SELECT code FROM coupon WHERE org_id = $1 AND upload_job_id = $2 AND code IN ({})",
-                    placeholders.join(",")
-                ),
-                values,
-            ))
-            .await?;
-        let ours: std::collections::HashSet<String> = ours
-            .iter()
-            .map(|r| r.try_get::<String>("", "code"))
-            .collect::<Result<_, _>>()?;
-        skipped.extend(
-            chunk
-                .iter()
-                .filter(|(_, c)| !ours.contains(c))
-                .map(|(n, _)| *n),
-        );
-    }
-    for chunk in skipped.chunks(1000) {
-        let list = chunk
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(",");
-        txn.execute_raw(ctx.s(
-            &format!(
-                "UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $2 \
-                 WHERE job_id = $1 AND row_number IN ({list})"
-            ),
-            vec![j.id.into(), RowErrorCode::CodeAlreadyExists.default_message().to_owned().into()],
-        ))
-        .await?;
-    }
-    tracing::info!(
-        job_id = j.id,
-        skipped = skipped.len(),
-        "codes taken by another job meanwhile"
-    );
-    Ok(())
 }
 
 async fn reload(ctx: &JobCtx<'_>) -> Result<upload_job::Model, Stop> {
@@ -483,18 +519,14 @@ async fn fail(ctx: &mut JobCtx<'_>, reason: &str) -> Result<(), Stop> {
 /// `CANCELLED`) in one transaction; a finished tagged job adds a version to the series'
 /// audience group.
 async fn finish(ctx: &mut JobCtx<'_>, status: UploadJobStatus) -> Result<(), Stop> {
-    if ctx.backend == DbBackend::Postgres {
-        // The success file joins staged rows to the coupons just inserted: plan it on
-        // statistics that know about them.
-        ctx.service
-            .db()
-            .execute_unprepared("ANALYZE coupon")
-            .await?;
-    }
     let (error_key, success_key) = result_keys(&ctx.job);
     let through = ctx.job.committed_through;
-    write_errors(ctx, &error_key, through).await?;
-    write_successes(ctx, &success_key, through).await?;
+    // Two queries on two connections: the database reads one file's rows while this process
+    // encodes the other's.
+    tokio::try_join!(
+        write_errors(ctx, &error_key, through),
+        write_successes(ctx, &success_key, through)
+    )?;
     ctx.check_alive()?;
 
     let txn = crate::db::begin_write(ctx.service.db()).await?;
@@ -604,13 +636,13 @@ const ERROR_HEADER: [&str; 5] = [
 const SUCCESS_HEADER: [&str; 4] = ["rowNumber", "couponId", "couponCode", "customerIdentifier"];
 
 /// PostgreSQL: a result file from one streamed query (rows arrive as they are read, in 1 MiB
-/// pieces to storage), rather than page by page. `sql` binds `$1` job, `$2` org, `$3` through.
+/// pieces to storage), rather than page by page. `binds` are the query's parameters in order.
 async fn stream_pg_file(
     ctx: &JobCtx<'_>,
     key: &str,
     header: &[&str],
     sql: &'static str,
-    through: i64,
+    binds: &[i64],
     record: impl Fn(&sea_orm::sqlx::postgres::PgRow) -> Result<Vec<String>, sea_orm::sqlx::Error>,
 ) -> Result<(), Stop> {
     use futures_util::TryStreamExt;
@@ -618,11 +650,11 @@ async fn stream_pg_file(
     let mut out = ctx.service.storage().writer(key)?;
     let mut page = csv_page(Some(header))?;
     let pool = ctx.service.db().get_postgres_connection_pool();
-    let mut rows = sea_orm::sqlx::query(sql)
-        .bind(ctx.job.id)
-        .bind(ctx.job.org_id)
-        .bind(through)
-        .fetch(pool);
+    let mut query = sea_orm::sqlx::query(sql);
+    for b in binds {
+        query = query.bind(*b);
+    }
+    let mut rows = query.fetch(pool);
     let mut n = 0usize;
     while let Some(row) = rows.try_next().await.map_err(internal)? {
         page.write_record(record(&row).map_err(internal)?)
@@ -640,7 +672,8 @@ async fn stream_pg_file(
 
 async fn write_errors(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), Stop> {
     if ctx.backend == DbBackend::Postgres {
-        return stream_pg_file(ctx, key, &ERROR_HEADER, sql::ERROR_ROWS_PG, through, |r| {
+        let binds = [ctx.job.id, through];
+        return stream_pg_file(ctx, key, &ERROR_HEADER, sql::ERROR_ROWS_PG, &binds, |r| {
             Ok(vec![
                 r.try_get::<i64, _>("row_number")?.to_string(),
                 r.try_get("error_code")?,
@@ -653,7 +686,8 @@ async fn write_errors(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), S
         })
         .await;
     }
-    page_file(ctx, key, &ERROR_HEADER, sql::ERROR_ROWS, through, |r| {
+    let binds = vec![ctx.job.id.into(), through.into()];
+    page_file(ctx, key, &ERROR_HEADER, sql::ERROR_ROWS, binds, |r| {
         Ok(vec![
             r.try_get::<i64>("", "row_number")?.to_string(),
             r.try_get("", "error_code")?,
@@ -668,31 +702,33 @@ async fn write_errors(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), S
 }
 
 async fn write_successes(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<(), Stop> {
+    let base = ctx.job.coupon_id_base.unwrap_or(0);
     if ctx.backend == DbBackend::Postgres {
         return stream_pg_file(
             ctx,
             key,
             &SUCCESS_HEADER,
             sql::SUCCESS_ROWS_PG,
-            through,
+            &[ctx.job.id, base, through],
             |r| {
                 Ok(vec![
                     r.try_get::<i64, _>("row_number")?.to_string(),
                     r.try_get::<i64, _>("coupon_id")?.to_string(),
                     r.try_get("code")?,
-                    r.try_get::<Option<String>, _>("customer_identifier")?
+                    r.try_get::<Option<String>, _>("customer")?
                         .unwrap_or_default(),
                 ])
             },
         )
         .await;
     }
-    page_file(ctx, key, &SUCCESS_HEADER, sql::SUCCESS_ROWS, through, |r| {
+    let binds = vec![ctx.job.id.into(), base.into(), through.into()];
+    page_file(ctx, key, &SUCCESS_HEADER, sql::SUCCESS_ROWS, binds, |r| {
         Ok(vec![
             r.try_get::<i64>("", "row_number")?.to_string(),
             r.try_get::<i64>("", "coupon_id")?.to_string(),
             r.try_get("", "code")?,
-            r.try_get::<Option<String>>("", "customer_identifier")?
+            r.try_get::<Option<String>>("", "customer")?
                 .unwrap_or_default(),
         ])
     })
@@ -700,26 +736,21 @@ async fn write_successes(ctx: &JobCtx<'_>, key: &str, through: i64) -> Result<()
 }
 
 /// SQLite: a result file page by page (keyset on `row_number`, the record's first column).
-/// `sql` binds `$1` job, `$2` org, `$3` through, `$4` after, `$5` page size.
+/// `sql` binds `binds`, then the row to start after and the page size.
 async fn page_file(
     ctx: &JobCtx<'_>,
     key: &str,
     header: &[&str],
     sql: &str,
-    through: i64,
+    binds: Vec<Value>,
     record: impl Fn(&sea_orm::QueryResult) -> Result<Vec<String>, sea_orm::DbErr>,
 ) -> Result<(), Stop> {
     let mut out = ctx.service.storage().writer(key)?;
     let mut page = csv_page(Some(header))?;
     let mut last = 0i64;
     loop {
-        let values = vec![
-            ctx.job.id.into(),
-            ctx.job.org_id.into(),
-            through.into(),
-            last.into(),
-            FILE_PAGE.into(),
-        ];
+        let mut values = binds.clone();
+        values.extend([last.into(), FILE_PAGE.into()]);
         let rows = ctx.service.db().query_all_raw(ctx.s(sql, values)).await?;
         for r in &rows {
             last = r.try_get("", "row_number")?;

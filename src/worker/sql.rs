@@ -49,14 +49,14 @@ pub const OVER_MAX_CREATE: &str = "
         FROM upload_row WHERE job_id = $1 AND error_code IS NULL) t
       WHERE nth > $2)";
 
-/// One batch of accepted rows becomes coupons. The unique index guards against a code that
-/// another job of the org committed after this one was judged.
+/// One batch of accepted rows becomes coupons, row `n` as coupon `$8 + n` (the job's reserved
+/// id block). The unique index guards against a code that another job of the org committed
+/// after this one was judged.
 pub const INSERT_COUPONS: &str = "
-    INSERT INTO coupon (org_id, coupon_series_id, upload_job_id, row_number, code,
+    INSERT INTO coupon (id, org_id, coupon_series_id, upload_job_id, row_number, code,
                         customer_identifier_type, customer_identifier, created_on)
-    SELECT $2, $3, $1, row_number, code, $6, customer, $7 FROM upload_row
+    SELECT $8 + row_number, $2, $3, $1, row_number, code, $6, customer, $7 FROM upload_row
     WHERE job_id = $1 AND row_number BETWEEN $4 AND $5 AND error_code IS NULL
-    ORDER BY row_number
     ON CONFLICT (org_id, code) DO NOTHING";
 
 /// How many rows of the batch were accepted when judged.
@@ -64,24 +64,25 @@ pub const VALID_COUNT: &str = "
     SELECT COUNT(*) AS n FROM upload_row
     WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL";
 
-/// The batch's accepted rows and their codes, to find any the guard skipped (rare).
-pub const VALID_ROWS: &str = "
-    SELECT row_number, code FROM upload_row
-    WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL";
+/// Accepted rows of the batch (`$2`..`$3`) that the unique index skipped: their code reached
+/// the org after judging (another job committed it), so their coupon id (`$4` + row) is unused.
+pub const MARK_SKIPPED: &str = "
+    UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $5
+    WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL
+      AND NOT EXISTS (SELECT 1 FROM coupon c WHERE c.id = $4 + upload_row.row_number)";
 
-/// One page of the error file (`$4` after this row, `$5` rows). Binds like the streamed query.
+/// One page of the error file: job `$1`, rows up to `$2`, after row `$3`, `$4` rows.
 pub const ERROR_ROWS: &str = "
     SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
-    WHERE job_id = $1 AND $2 IS NOT NULL AND error_code IS NOT NULL AND row_number <= $3
-      AND row_number > $4
-    ORDER BY row_number LIMIT $5";
+    WHERE job_id = $1 AND error_code IS NOT NULL AND row_number <= $2 AND row_number > $3
+    ORDER BY row_number LIMIT $4";
 
-/// One page of the success file (`$4` after this row, `$5` rows).
+/// One page of the success file: job `$1`, its coupon id block `$2`, rows up to `$3`, after row
+/// `$4`, `$5` rows. The rows still accepted once committed are exactly the job's coupons.
 pub const SUCCESS_ROWS: &str = "
-    SELECT u.row_number, c.id AS coupon_id, c.code, c.customer_identifier FROM upload_row u
-    JOIN coupon c ON c.org_id = $2 AND c.code = u.code AND c.upload_job_id = $1
-    WHERE u.job_id = $1 AND u.error_code IS NULL AND u.row_number <= $3 AND u.row_number > $4
-    ORDER BY u.row_number LIMIT $5";
+    SELECT row_number, $2 + row_number AS coupon_id, code, customer FROM upload_row
+    WHERE job_id = $1 AND error_code IS NULL AND row_number <= $3 AND row_number > $4
+    ORDER BY row_number LIMIT $5";
 
 pub const DISTINCT_CUSTOMERS: &str = "
     SELECT COUNT(DISTINCT customer) AS n FROM upload_row
@@ -90,12 +91,11 @@ pub const DISTINCT_CUSTOMERS: &str = "
 /// The error file's rows in one query (PostgreSQL streams it).
 pub const ERROR_ROWS_PG: &str = "
     SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
-    WHERE job_id = $1 AND $2::bigint IS NOT NULL AND error_code IS NOT NULL AND row_number <= $3
+    WHERE job_id = $1 AND error_code IS NOT NULL AND row_number <= $2
     ORDER BY row_number";
 
 /// The success file's rows in one query (PostgreSQL streams it).
 pub const SUCCESS_ROWS_PG: &str = "
-    SELECT u.row_number, c.id AS coupon_id, c.code, c.customer_identifier FROM upload_row u
-    JOIN coupon c ON c.org_id = $2 AND c.code = u.code AND c.upload_job_id = $1
-    WHERE u.job_id = $1 AND u.error_code IS NULL AND u.row_number <= $3
-    ORDER BY u.row_number";
+    SELECT row_number, $2::bigint + row_number AS coupon_id, code, customer FROM upload_row
+    WHERE job_id = $1 AND error_code IS NULL AND row_number <= $3
+    ORDER BY row_number";

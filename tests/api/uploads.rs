@@ -952,6 +952,35 @@ async fn codes_taken_after_judging_are_reported(app: TestApp) {
         ok.iter().map(|r| r.2.as_str()).collect::<Vec<_>>(),
         ["A-1", "A-3"]
     );
+    // The ids come from the job's reserved block and name the coupons stored for these rows.
+    for (row, id, code, _) in &ok {
+        let c = coupon::Entity::find_by_id(*id)
+            .one(db)
+            .await
+            .expect("db")
+            .expect("coupon");
+        assert_eq!(
+            (&c.code, c.row_number, c.upload_job_id),
+            (code, Some(*row), Some(job_id))
+        );
+    }
+    // A coupon stored after the job got its block takes an id past it.
+    let later = coupon::ActiveModel {
+        org_id: Set(1),
+        coupon_series_id: Set(series.parse().expect("id")),
+        code: Set("LATER-1".into()),
+        created_on: Set(coupon_upload_api::domain::now()),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .expect("coupon");
+    // (row 3, the last of the file, is the block's last id)
+    assert!(
+        later.id > ok.last().expect("rows").1,
+        "{} inside the block",
+        later.id
+    );
 }
 
 /// Property: whatever bytes are uploaded, the pipeline never fails unexpectedly: the job ends
