@@ -31,12 +31,11 @@
 //! RSS at the largest size compared with the smallest. Progress and diagnostics (the job's phases
 //! as seen in `upload_job.phase`, the server log's tail on failure) go to stderr.
 
+mod common;
+
 use std::fmt::Write as _;
-use std::io::{BufRead, BufWriter, Write as _};
+use std::io::{BufWriter, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -45,11 +44,13 @@ use sea_orm::sqlx::postgres::PgConnection;
 use sea_orm::sqlx::{self, AssertSqlSafe, Connection};
 use serde_json::{Value, json};
 
+use common::{
+    BenchDb, RssSampler, Server, create_api_key, first_error, median, mib, pin_server_bin,
+    proc_status_kib, server_version,
+};
+
 const POLL_EVERY: Duration = Duration::from_millis(50);
-const RSS_EVERY: Duration = Duration::from_millis(20);
 const JOB_TIMEOUT: Duration = Duration::from_secs(600);
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-const STOP_GRACE: Duration = Duration::from_secs(10);
 const COPY_CHUNK: usize = 1 << 20;
 const ORG_ID: i64 = 1;
 
@@ -102,26 +103,16 @@ async fn main() -> Result<()> {
         args.rows > 0 && args.runs > 0,
         "--rows and --runs must be positive"
     );
-    ensure!(
-        args.server_bin.is_file(),
-        "{} not found: build it with `cargo build --release` or pass --server-bin",
-        args.server_bin.display()
-    );
-    // A copy, so a rebuild during the benchmark cannot change the server between runs (and an
-    // absolute path, since the server runs in a temporary directory).
-    let bin_dir = tempfile::Builder::new().prefix("bench_upload").tempdir()?;
-    let built = built_at(&args.server_bin)?;
-    let pinned = bin_dir.path().join("coupon-upload-api");
-    std::fs::copy(&args.server_bin, &pinned)
-        .with_context(|| format!("copying {}", args.server_bin.display()))?;
+    // A copy, so a rebuild during the benchmark cannot change the server between runs.
+    let pinned = pin_server_bin(&args.server_bin, "bench_upload")?;
     let mut sizes = vec![args.rows];
     if args.also_rows > 0 && args.also_rows != args.rows {
         sizes.push(args.also_rows);
     }
     sizes.sort_unstable();
 
-    print_header(&args, &built, &sizes).await?;
-    args.server_bin = pinned;
+    print_header(&args, &pinned.built, &sizes).await?;
+    args.server_bin = pinned.path.clone();
     let mut by_size = Vec::new();
     for &rows in &sizes {
         let mut results = Vec::new();
@@ -142,24 +133,8 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-/// When the server binary was built (its modification time, UTC).
-fn built_at(bin: &Path) -> Result<String> {
-    let modified = std::fs::metadata(bin)
-        .and_then(|m| m.modified())
-        .with_context(|| format!("reading {}", bin.display()))?;
-    Ok(chrono::DateTime::<chrono::Utc>::from(modified)
-        .format("%Y-%m-%d %H:%M:%S UTC")
-        .to_string())
-}
-
 async fn print_header(args: &Args, built: &str, sizes: &[u64]) -> Result<()> {
-    let mut conn = PgConnection::connect(&args.database_url)
-        .await
-        .with_context(|| format!("connecting to {}", args.database_url))?;
-    let version: String = sqlx::query_scalar("SHOW server_version")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
+    let version = server_version(&args.database_url).await?;
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "bench_upload: PostgreSQL {version}, {cpus} CPUs, server {} (built {built}), sizes {sizes:?}, {} run(s) each",
@@ -174,19 +149,11 @@ async fn print_header(args: &Args, built: &str, sizes: &[u64]) -> Result<()> {
 
 /// One run on its own database, which is dropped afterwards whatever happened.
 async fn run_once(args: &Args, rows: u64, run: u32) -> Result<RunResult> {
-    let db = BenchDb::create(&args.database_url).await?;
+    let db = BenchDb::create(&args.database_url, "bench_").await?;
     eprintln!("[{rows} rows, run {run}] database {}", db.name);
     let result = run_in_database(args, &db.url, rows, run).await;
     let dropped = db.drop().await;
-    match (result, dropped) {
-        (Ok(r), Ok(())) => Ok(r),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), Ok(())) => Err(e),
-        (Err(e), Err(d)) => {
-            eprintln!("also failed to drop the database: {d:#}");
-            Err(e)
-        }
-    }
+    first_error(result, dropped)
 }
 
 async fn run_in_database(args: &Args, db_url: &str, rows: u64, run: u32) -> Result<RunResult> {
@@ -195,7 +162,13 @@ async fn run_in_database(args: &Args, db_url: &str, rows: u64, run: u32) -> Resu
     let csv_path = csv.clone();
     tokio::task::spawn_blocking(move || write_csv(&csv_path, rows, run)).await??;
 
-    let mut server = Server::start(&args.server_bin, db_url, dir.path()).await?;
+    let mut server = Server::start(
+        &args.server_bin,
+        db_url,
+        dir.path(),
+        &["--max-upload-bytes", "2147483648"],
+    )
+    .await?;
     let upload = measure_upload(
         &mut server,
         &args.server_bin,
@@ -260,7 +233,7 @@ async fn measure_upload(
     run: u32,
 ) -> Result<UploadMeasure> {
     let idle_rss_kib = proc_status_kib(server.pid(), "VmRSS")?;
-    let key = create_api_key(bin, db_url, dir).await?;
+    let key = create_api_key(bin, db_url, dir, ORG_ID, "READ_WRITE").await?;
     let client = reqwest::Client::new();
     let base = server.base.clone();
     let api = Api {
@@ -490,31 +463,6 @@ impl PhaseLog {
     }
 }
 
-/// `api-key create`; the key is alone on the last line of its output.
-async fn create_api_key(bin: &Path, db_url: &str, dir: &Path) -> Result<String> {
-    let mut cmd = Command::new(bin);
-    cmd.args(["api-key", "create", "--org-id", &ORG_ID.to_string()])
-        .args(["--name", "bench", "--permission", "READ_WRITE"])
-        .args(["--database-url", db_url])
-        .env("RUST_LOG", "warn")
-        // It opens a file store relative to the working directory: keep it out of the repo.
-        .current_dir(dir);
-    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    ensure!(
-        out.status.success(),
-        "api-key create failed ({}): {stdout}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-        .lines()
-        .last()
-        .map(|l| l.trim().to_string())
-        .filter(|k| !k.is_empty())
-        .context("api-key create printed no key")
-}
-
 // ---------------------------------------------------------------------------------------------
 // The floor
 
@@ -592,224 +540,7 @@ async fn copy_codes(conn: &mut PgConnection, rows: u64, run: u32) -> Result<u64>
 }
 
 // ---------------------------------------------------------------------------------------------
-// The database, the server process, its memory
-
-/// A database made for one run; [`BenchDb::drop`] removes it.
-struct BenchDb {
-    admin_url: String,
-    name: String,
-    url: String,
-}
-
-impl BenchDb {
-    async fn create(admin_url: &str) -> Result<Self> {
-        let name = format!("bench_{:016x}", rand::random::<u64>());
-        let url = with_database(admin_url, &name)?;
-        let mut conn = PgConnection::connect(admin_url)
-            .await
-            .with_context(|| format!("connecting to {admin_url}"))?;
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut conn)
-            .await?;
-        conn.close().await?;
-        Ok(Self {
-            admin_url: admin_url.to_string(),
-            name,
-            url,
-        })
-    }
-
-    async fn drop(self) -> Result<()> {
-        let mut conn = PgConnection::connect(&self.admin_url).await?;
-        sqlx::query(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        )))
-        .execute(&mut conn)
-        .await
-        .with_context(|| format!("dropping database {}", self.name))?;
-        conn.close().await?;
-        Ok(())
-    }
-}
-
-/// `url` with its database name replaced by `name` (query string kept).
-fn with_database(url: &str, name: &str) -> Result<String> {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").context("the database URL has no scheme")? + 3;
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{name}", &base[..authority_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    Ok(out)
-}
-
-/// The server as a child process; killed when dropped, whatever happened.
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Server {
-    async fn start(bin: &Path, db_url: &str, dir: &Path) -> Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let log = dir.join("server.log");
-        let out = std::fs::File::create(&log)?;
-        std::fs::create_dir_all(dir.join("spool"))?;
-        let child = Command::new(bin)
-            .arg("serve")
-            .args(["--database-url", db_url])
-            .args(["--bind", &format!("127.0.0.1:{port}")])
-            .arg("--storage-dir")
-            .arg(dir.join("files"))
-            .arg("--spool-dir")
-            .arg(dir.join("spool"))
-            .args(["--max-upload-bytes", "2147483648"])
-            .env("RUST_LOG", "warn")
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut server = Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        server.wait_ready().await?;
-        Ok(server)
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    async fn wait_ready(&mut self) -> Result<()> {
-        let client = reqwest::Client::new();
-        let started = Instant::now();
-        loop {
-            self.check_alive()?;
-            let ready = client.get(format!("{}/readyz", self.base)).send().await;
-            if ready.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
-                return Ok(());
-            }
-            if started.elapsed() > READY_TIMEOUT {
-                bail!(
-                    "server not ready after {READY_TIMEOUT:?}; log:\n{}",
-                    self.log_tail(40)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn check_alive(&mut self) -> Result<()> {
-        match self.child.try_wait()? {
-            None => Ok(()),
-            Some(status) => bail!("server exited ({status}); log:\n{}", self.log_tail(40)),
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it has not exited after [`STOP_GRACE`].
-    async fn stop(&mut self) -> Result<()> {
-        if self.child.try_wait()?.is_some() {
-            return Ok(());
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let asked = Instant::now();
-        while asked.elapsed() < STOP_GRACE {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        eprintln!("server did not stop within {STOP_GRACE:?} of SIGTERM; killing it");
-        self.child.kill()?;
-        self.child.wait()?;
-        Ok(())
-    }
-
-    fn log_tail(&self, lines: usize) -> String {
-        let Ok(file) = std::fs::File::open(&self.log) else {
-            return format!("({} unreadable)", self.log.display());
-        };
-        let all: Vec<String> = std::io::BufReader::new(file)
-            .lines()
-            .map_while(Result::ok)
-            .collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
-fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .with_context(|| format!("no {field} in /proc/{pid}/status"))
-}
-
-/// Samples VmRSS every [`RSS_EVERY`] and keeps the largest.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    peak: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let peak = Arc::new(AtomicU64::new(0));
-        let (s, p) = (stop.clone(), peak.clone());
-        let task = tokio::spawn(async move {
-            while !s.load(Ordering::Relaxed) {
-                if let Ok(kib) = proc_status_kib(pid, "VmRSS") {
-                    p.fetch_max(kib, Ordering::Relaxed);
-                }
-                tokio::time::sleep(RSS_EVERY).await;
-            }
-        });
-        Self { stop, peak, task }
-    }
-
-    async fn stop(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = self.task.await;
-        self.peak.load(Ordering::Relaxed)
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Report
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
 
 fn run_line(r: &RunResult, run: u32, runs: u32) -> String {
     format!(
@@ -825,18 +556,6 @@ fn run_line(r: &RunResult, run: u32, runs: u32) -> String {
         mib(r.idle_rss_kib),
         mib(r.peak_rss_kib)
     )
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// The floor's median split into copy and insert so that the two add up: the parts of the
