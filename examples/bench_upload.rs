@@ -390,7 +390,7 @@ async fn wait_finished(
     let mut phases = PhaseLog::default();
     loop {
         server.check_alive()?;
-        phases.observe(probe, job_id, t0).await;
+        phases.observe(probe, job_id, t0, server.pid()).await;
         let job = api.job(job_id).await?;
         match job["uploadStatus"].as_str() {
             Some("FINISHED") => {
@@ -417,16 +417,21 @@ async fn wait_finished(
     }
 }
 
-/// When each of the worker's phases (`upload_job.phase`) was first seen. Best effort: the column
-/// is the server's internal state, so if it cannot be read the log just says so.
+/// When each of the worker's phases (`upload_job.phase`) was first seen, and the server's largest
+/// RSS seen while polling in it. Best effort: the column is the server's internal state, so if it
+/// cannot be read the log just says so.
 #[derive(Default)]
 struct PhaseLog {
-    seen: Vec<(String, f64)>,
+    seen: Vec<(String, f64, u64)>,
     unavailable: bool,
 }
 
 impl PhaseLog {
-    async fn observe(&mut self, probe: &mut PgConnection, job_id: &str, t0: Instant) {
+    async fn observe(&mut self, probe: &mut PgConnection, job_id: &str, t0: Instant, pid: u32) {
+        let rss = proc_status_kib(pid, "VmRSS").unwrap_or(0);
+        if let Some(last) = self.seen.last_mut() {
+            last.2 = last.2.max(rss);
+        }
         if self.unavailable {
             return;
         }
@@ -440,8 +445,8 @@ impl PhaseLog {
                 .fetch_one(&mut *probe)
                 .await;
         match phase {
-            Ok(p) if self.seen.last().is_none_or(|(last, _)| *last != p) => {
-                self.seen.push((p, t0.elapsed().as_secs_f64()));
+            Ok(p) if self.seen.last().is_none_or(|(last, _, _)| *last != p) => {
+                self.seen.push((p, t0.elapsed().as_secs_f64(), rss));
             }
             Ok(_) => {}
             Err(_) => self.unavailable = true,
@@ -454,10 +459,15 @@ impl PhaseLog {
             return "unavailable".into();
         }
         let mut out = String::new();
-        for (i, (phase, start)) in self.seen.iter().enumerate() {
-            let until = self.seen.get(i + 1).map_or(end, |(_, t)| *t);
+        for (i, (phase, start, rss)) in self.seen.iter().enumerate() {
+            let until = self.seen.get(i + 1).map_or(end, |(_, t, _)| *t);
             let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(out, "{sep}{phase} {:.2} s", until - start);
+            let _ = write!(
+                out,
+                "{sep}{phase} {:.2} s (RSS {:.1} MiB)",
+                until - start,
+                *rss as f64 / 1024.0
+            );
         }
         out
     }

@@ -88,14 +88,25 @@ pub const DISTINCT_CUSTOMERS: &str = "
     SELECT COUNT(DISTINCT customer) AS n FROM upload_row
     WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL";
 
-/// The error file's rows in one query (PostgreSQL streams it).
-pub const ERROR_ROWS_PG: &str = "
-    SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
-    WHERE job_id = $1 AND error_code IS NOT NULL AND row_number <= $2
-    ORDER BY row_number";
+/// PostgreSQL writes the error file itself (`COPY … TO STDOUT`, CSV with the header row): job
+/// `{job}`, rows up to `{through}`. COPY takes no parameters, so the two integers are formatted
+/// in. Empty strings go out as NULLs do, unquoted, as the `csv` crate writes them on SQLite.
+pub fn error_file_copy_pg(job: i64, through: i64) -> String {
+    format!(
+        "COPY (SELECT row_number AS \"rowNumber\", error_code AS \"errorCode\", \
+           NULLIF(error_message, '') AS \"errorMessage\", NULLIF(raw_code, '') AS \"couponCode\", \
+           NULLIF(raw_customer, '') AS \"customerIdentifier\" \
+         FROM upload_row WHERE job_id = {job} AND error_code IS NOT NULL AND row_number <= {through} \
+         ORDER BY row_number) TO STDOUT WITH (FORMAT csv, HEADER)"
+    )
+}
 
-/// The success file's rows in one query (PostgreSQL streams it).
-pub const SUCCESS_ROWS_PG: &str = "
-    SELECT row_number, $2::bigint + row_number AS coupon_id, code, customer FROM upload_row
-    WHERE job_id = $1 AND error_code IS NULL AND row_number <= $3
-    ORDER BY row_number";
+/// The success file, likewise: coupon ids from the job's block `{base}`.
+pub fn success_file_copy_pg(job: i64, base: i64, through: i64) -> String {
+    format!(
+        "COPY (SELECT row_number AS \"rowNumber\", {base}::bigint + row_number AS \"couponId\", \
+           code AS \"couponCode\", NULLIF(customer, '') AS \"customerIdentifier\" \
+         FROM upload_row WHERE job_id = {job} AND error_code IS NULL AND row_number <= {through} \
+         ORDER BY row_number) TO STDOUT WITH (FORMAT csv, HEADER)"
+    )
+}
