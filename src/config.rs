@@ -99,6 +99,11 @@ pub struct ServeArgs {
     /// Requests a key may make at once before the average applies.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200.0)]
     pub rate_limit_burst: f64,
+    /// Milliseconds an API key that authenticated is trusted without a database lookup (0:
+    /// look up every request). A key revoked with `api-key revoke` or on another instance
+    /// stops working within this time; one revoked through this process, at once.
+    #[arg(long, env = "AUTH_CACHE_MS", default_value_t = 2000)]
+    pub auth_cache_ms: u64,
     /// Origins (comma-separated, e.g. `https://app.example.com`) allowed to call the API from
     /// a browser; `*` for any. Default: none (same origin only).
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]

@@ -6,7 +6,17 @@ use std::time::Duration;
 
 use anyhow::Context;
 use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, Statement, Value};
+
+/// A statement written once for both databases: `$n` placeholders become SQLite's numbered
+/// `?n`, which (unlike plain `?`) may repeat.
+pub fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+    let sql = match backend {
+        DbBackend::Sqlite => sql.replace('$', "?"),
+        _ => sql.to_owned(),
+    };
+    Statement::from_sql_and_values(backend, sql, values)
+}
 
 /// Counts every SQL statement the service sends (sea-orm's metric callback). Exposed for
 /// metrics, and used by the tests that pin how many statements a query costs.
@@ -70,6 +80,10 @@ pub async fn connect(
     opt.max_connections(opts.max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(10))
+        // A ping per checkout would double the round trips of a one-statement request; only
+        // connections idle long enough to have been dropped (server restart, proxy, firewall)
+        // are checked.
+        .test_before_acquire_if_idle_for(Duration::from_secs(30))
         .sqlx_logging(false)
         .map_sqlx_sqlite_opts(|o| {
             o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)

@@ -204,6 +204,9 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout_secs.max(1)),
     };
     state.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
+    state
+        .service
+        .set_key_cache_ttl(std::time::Duration::from_millis(args.auth_cache_ms));
     state.rate_limiter = coupon_upload_api::http::ratelimit::RateLimiter::new(
         coupon_upload_api::http::ratelimit::RateLimit {
             per_second: args.rate_limit_per_second,

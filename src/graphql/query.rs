@@ -37,11 +37,8 @@ impl QueryRoot {
     /// Where the uploads of a coupon series stand (Capillary's "Get Uploaded Coupons' Status").
     /// `NOT_FOUND` when the series does not exist in the caller's org.
     async fn upload_status(&self, ctx: &Context<'_>, coupon_series_id: ID) -> Result<UploadStatus> {
-        let rc = request_ctx(ctx)?;
         let id = parse_id("couponSeriesId", &coupon_series_id).gql()?;
-        Ok(UploadStatus(
-            service(ctx)?.upload_status(&rc.org, id).await.gql()?,
-        ))
+        UploadStatus::load(ctx, id).await
     }
 
     /// One upload job of the caller's org; null if there is none with this id.

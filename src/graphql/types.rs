@@ -36,23 +36,123 @@ fn stored_enum<T>(parse: fn(&str) -> Option<T>, raw: &str, what: &str) -> Result
 }
 
 /// The upload status of one coupon series: the answer to `uploadStatus(couponSeriesId:)`.
-pub struct UploadStatus(pub service::UploadStatus);
+pub struct UploadStatus {
+    pub status: service::UploadStatus,
+    /// The jobs already read with the series, for `uploadJobStatuses` with these arguments.
+    pub prefetched: Option<(JobsArgs, Vec<upload_job::Model>)>,
+}
+
+/// The arguments of `uploadJobStatuses`, as the query gave them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobsArgs {
+    pub status: Option<Vec<UploadJobStatus>>,
+    pub first: Option<i32>,
+    pub after: Option<String>,
+}
+
+impl UploadStatus {
+    /// `uploadStatus` in one statement when it can be: if the query selects
+    /// `uploadJobStatuses` (under any aliases, always with the same arguments), the series, that
+    /// page of jobs and, if selected below it, their audience groups and versions are read
+    /// together and fed to the request's loaders. Otherwise only the series is read here.
+    pub async fn load(ctx: &Context<'_>, coupon_series_id: i64) -> Result<Self> {
+        let rc = request_ctx(ctx)?;
+        let service = service(ctx)?;
+        let Some(args) = Self::jobs_args(ctx) else {
+            return Ok(Self {
+                status: service
+                    .upload_status(&rc.org, coupon_series_id)
+                    .await
+                    .gql()?,
+                prefetched: None,
+            });
+        };
+        let after = args
+            .after
+            .as_deref()
+            .map(|a| service::parse_id("`after`", a))
+            .transpose()
+            .gql()?;
+        let page = Page::new(args.first, after).gql()?;
+        let jobs_sel = ctx.look_ahead().field("uploadJobStatuses");
+        let audience = jobs_sel.field("audienceGroup").exists()
+            || jobs_sel.field("audienceGroupVersion").exists();
+        let found = service
+            .upload_status_page(
+                &rc.org,
+                coupon_series_id,
+                args.status.as_deref(),
+                page,
+                audience,
+            )
+            .await
+            .gql()?;
+        let l = &rc.loaders;
+        l.coupon_series
+            .feed_one(found.status.series.id, found.status.series.clone())
+            .await;
+        let mut jobs = Vec::with_capacity(found.jobs.len());
+        let (mut groups, mut versions) = (Vec::new(), Vec::new());
+        for j in found.jobs {
+            groups.extend(j.group.map(|g| (g.id, g)));
+            versions.extend(j.version.map(|v| (v.id, v)));
+            jobs.push(j.job);
+        }
+        l.audience_group.feed_many(groups).await;
+        l.audience_group_version.feed_many(versions).await;
+        Ok(Self {
+            status: found.status,
+            prefetched: Some((args, jobs)),
+        })
+    }
+
+    /// The arguments every `uploadJobStatuses` under this field shares; `None` when it is not
+    /// selected, when aliases ask for different pages, or when an argument does not parse
+    /// (the field's resolver then reports it).
+    fn jobs_args(ctx: &Context<'_>) -> Option<JobsArgs> {
+        use async_graphql::InputType;
+        let mut found: Option<JobsArgs> = None;
+        for field in ctx.field().selection_set() {
+            if field.name() != "uploadJobStatuses" {
+                continue;
+            }
+            let mut args = JobsArgs {
+                status: None,
+                first: None,
+                after: None,
+            };
+            for (name, value) in field.arguments().ok()? {
+                match name.as_str() {
+                    "status" => args.status = InputType::parse(Some(value)).ok()?,
+                    "first" => args.first = InputType::parse(Some(value)).ok()?,
+                    "after" => args.after = InputType::parse(Some(value)).ok()?,
+                    _ => return None,
+                }
+            }
+            match &found {
+                Some(other) if *other != args => return None,
+                _ => found = Some(args),
+            }
+        }
+        found
+    }
+}
 
 /// The upload status of one coupon series: the answer to `uploadStatus(couponSeriesId:)`.
 #[Object]
 impl UploadStatus {
     /// Equal to `couponSeriesId`: one status per series.
     async fn id(&self) -> ID {
-        id(self.0.series.id)
+        id(self.status.series.id)
     }
     async fn org_id(&self) -> ID {
-        id(self.0.org_id)
+        id(self.status.org_id)
     }
     async fn coupon_series_id(&self) -> ID {
-        id(self.0.series.id)
+        id(self.status.series.id)
     }
     async fn coupon_series(&self) -> CouponSeries {
-        CouponSeries(self.0.series.clone())
+        CouponSeries(self.status.series.clone())
     }
     /// The series' upload jobs, newest first. `status` keeps only jobs in those states;
     /// `first` (default 100, at most 500) and `after` (the `jobId` of the last job of the previous
@@ -66,17 +166,30 @@ impl UploadStatus {
         after: Option<String>,
     ) -> Result<Vec<UploadJob>> {
         let rc = request_ctx(ctx)?;
-        let after = after
+        let args = JobsArgs {
+            status,
+            first,
+            after,
+        };
+        if let Some((read, jobs)) = &self.prefetched
+            && *read == args
+        {
+            // Groups and versions are in the loaders already; the groups' version lists are not.
+            prime_job_loaders(ctx, rc, &self.status.series, jobs).await?;
+            return Ok(jobs.iter().cloned().map(UploadJob).collect());
+        }
+        let after = args
+            .after
             .as_deref()
             .map(|a| service::parse_id("`after`", a))
             .transpose()
             .gql()?;
-        let page = Page::new(first, after).gql()?;
+        let page = Page::new(args.first, after).gql()?;
         let jobs = service(ctx)?
-            .upload_jobs(&rc.org, self.0.series.id, status.as_deref(), page)
+            .upload_jobs(&rc.org, self.status.series.id, args.status.as_deref(), page)
             .await
             .gql()?;
-        prime_job_loaders(ctx, rc, &self.0.series, &jobs).await?;
+        prime_job_loaders(ctx, rc, &self.status.series, &jobs).await?;
         Ok(jobs.into_iter().map(UploadJob).collect())
     }
 }

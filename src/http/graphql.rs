@@ -1,6 +1,10 @@
 //! `/graphql`: queries over POST and GET, and GraphiQL for browsers.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use async_graphql::BatchRequest;
+use async_graphql::parser::types::ExecutableDocument;
 use async_graphql_axum::GraphQLBatchRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
 use axum::extract::FromRequestParts;
@@ -79,17 +83,18 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             let Ok(req) = limit_body(req, ANONYMOUS_BODY_LIMIT).await else {
                 return error_response(e);
             };
-            return match parse(req, &state).await {
-                Ok(batch)
-                    if state.limits.introspection
-                        && summaries(&batch).iter().all(|d| d.introspection_only) =>
-                {
-                    let mut res = state.schema.execute_batch(batch).await;
-                    code_client_errors(&mut res);
-                    respond(res, &accept)
-                }
-                _ => error_response(e),
+            let Ok(mut batch) = parse(req, &state).await else {
+                return error_response(e);
             };
+            let introspection_only = prepare(&mut batch, &state.docs)
+                .iter()
+                .all(|d| d.introspection_only);
+            if !(state.limits.introspection && introspection_only) {
+                return error_response(e);
+            }
+            let mut res = state.schema.execute_batch(batch).await;
+            code_client_errors(&mut res);
+            return respond(res, &accept);
         }
         Err(e) => return error_response(e),
     };
@@ -113,7 +118,8 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             Err(rejection) => return rejection,
         }
     };
-    let docs = summaries(&batch);
+    let mut batch = batch;
+    let docs = prepare(&mut batch, &state.docs);
     if let Err(e) = check_limits(&docs, &state.limits) {
         return error_response(e);
     }
@@ -243,13 +249,6 @@ fn check_limits(
     Ok(())
 }
 
-fn requests(batch: &BatchRequest) -> Vec<&async_graphql::Request> {
-    match batch {
-        BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter().collect(),
-    }
-}
-
 fn responses(res: &async_graphql::BatchResponse) -> Vec<&async_graphql::Response> {
     match res {
         async_graphql::BatchResponse::Single(r) => vec![r],
@@ -257,8 +256,8 @@ fn responses(res: &async_graphql::BatchResponse) -> Vec<&async_graphql::Response
     }
 }
 
-/// What the handler needs to know of one request's document, read in a single parse (the
-/// schema parses it again to execute; this keeps it to one extra parse per request).
+/// What the handler needs to know of one request's document.
+#[derive(Clone)]
 struct DocSummary {
     /// The requested `operationName`, else the document's only operation's name, else
     /// `anonymous`.
@@ -269,58 +268,121 @@ struct DocSummary {
     introspection_only: bool,
 }
 
-fn summaries(batch: &BatchRequest) -> Vec<DocSummary> {
-    use async_graphql::parser::types::{OperationType, Selection, SelectionSet};
-    fn aliases(set: &SelectionSet) -> usize {
-        set.items
-            .iter()
-            .map(|sel| match &sel.node {
-                Selection::Field(f) => {
-                    usize::from(f.node.alias.is_some()) + aliases(&f.node.selection_set.node)
-                }
-                Selection::InlineFragment(i) => aliases(&i.node.selection_set.node),
-                Selection::FragmentSpread(_) => 0,
-            })
-            .sum()
+/// Documents parsed lately, by their text, with what [`DocSummary`] reads of them: a client
+/// sends the same few queries over and over, and parsing is a large share of a small query's
+/// cost. Bounded: at most [`DOC_CACHE_ENTRIES`] documents of at most [`DOC_CACHE_MAX_LEN`]
+/// bytes; when full it starts afresh.
+#[derive(Default)]
+pub struct DocCache {
+    docs: std::sync::Mutex<HashMap<String, Arc<ParsedDoc>>>,
+}
+
+struct ParsedDoc {
+    doc: ExecutableDocument,
+    /// The first operation's name.
+    first_name: Option<String>,
+    aliases: usize,
+    has_mutation: bool,
+    introspection_only: bool,
+}
+
+const DOC_CACHE_ENTRIES: usize = 256;
+const DOC_CACHE_MAX_LEN: usize = 16 * 1024;
+
+impl DocCache {
+    fn get_or_parse(&self, query: &str) -> Option<Arc<ParsedDoc>> {
+        if let Some(hit) = self.lock().get(query) {
+            return Some(hit.clone());
+        }
+        // A document that does not parse is reported by execution, not here.
+        let doc = Arc::new(ParsedDoc::read(
+            async_graphql::parser::parse_query(query).ok()?,
+        ));
+        if query.len() <= DOC_CACHE_MAX_LEN {
+            let mut docs = self.lock();
+            if docs.len() >= DOC_CACHE_ENTRIES {
+                docs.clear();
+            }
+            docs.insert(query.to_owned(), doc.clone());
+        }
+        Some(doc)
     }
-    requests(batch)
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ParsedDoc>>> {
+        self.docs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ParsedDoc {
+    fn read(doc: ExecutableDocument) -> Self {
+        use async_graphql::parser::types::{OperationType, Selection, SelectionSet};
+        fn aliases(set: &SelectionSet) -> usize {
+            set.items
+                .iter()
+                .map(|sel| match &sel.node {
+                    Selection::Field(f) => {
+                        usize::from(f.node.alias.is_some()) + aliases(&f.node.selection_set.node)
+                    }
+                    Selection::InlineFragment(i) => aliases(&i.node.selection_set.node),
+                    Selection::FragmentSpread(_) => 0,
+                })
+                .sum()
+        }
+        let ops = || doc.operations.iter();
+        Self {
+            first_name: ops()
+                .next()
+                .and_then(|(name, _)| name.map(|n| n.to_string())),
+            aliases: ops()
+                .map(|(_, op)| aliases(&op.node.selection_set.node))
+                .sum::<usize>()
+                + doc
+                    .fragments
+                    .values()
+                    .map(|f| aliases(&f.node.selection_set.node))
+                    .sum::<usize>(),
+            has_mutation: ops().any(|(_, op)| op.node.ty == OperationType::Mutation),
+            introspection_only: ops().all(|(_, op)| {
+                op.node
+                    .selection_set
+                    .node
+                    .items
+                    .iter()
+                    .all(|sel| match &sel.node {
+                        Selection::Field(f) => f.node.name.node.starts_with("__"),
+                        _ => false,
+                    })
+            }),
+            doc,
+        }
+    }
+}
+
+/// Parses each request's document once (or takes it from the cache) and hands it to the
+/// request, so the schema does not parse it again; returns what the handler checks.
+fn prepare(batch: &mut BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
+    let requests: Vec<&mut async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(rs) => rs.iter_mut().collect(),
+    };
+    requests
         .into_iter()
         .map(|r| {
-            let doc = async_graphql::parser::parse_query(&r.query).ok();
-            let ops = || doc.iter().flat_map(|d| d.operations.iter());
-            let doc_name = ops()
-                .next()
-                .and_then(|(name, _)| name.map(|n| n.to_string()));
-            DocSummary {
+            let parsed = cache.get_or_parse(&r.query);
+            let summary = DocSummary {
                 name: r
                     .operation_name
                     .clone()
-                    .or(doc_name)
+                    .or_else(|| parsed.as_ref().and_then(|p| p.first_name.clone()))
                     .unwrap_or_else(|| "anonymous".into()),
-                // A document that does not parse is reported by execution, not here.
-                aliases: doc.as_ref().map_or(0, |d| {
-                    ops()
-                        .map(|(_, op)| aliases(&op.node.selection_set.node))
-                        .sum::<usize>()
-                        + d.fragments
-                            .values()
-                            .map(|f| aliases(&f.node.selection_set.node))
-                            .sum::<usize>()
-                }),
-                has_mutation: ops().any(|(_, op)| op.node.ty == OperationType::Mutation),
-                introspection_only: doc.is_some()
-                    && ops().all(|(_, op)| {
-                        op.node
-                            .selection_set
-                            .node
-                            .items
-                            .iter()
-                            .all(|sel| match &sel.node {
-                                Selection::Field(f) => f.node.name.node.starts_with("__"),
-                                _ => false,
-                            })
-                    }),
+                aliases: parsed.as_ref().map_or(0, |p| p.aliases),
+                has_mutation: parsed.as_ref().is_some_and(|p| p.has_mutation),
+                introspection_only: parsed.as_ref().is_some_and(|p| p.introspection_only),
+            };
+            if let Some(p) = parsed {
+                r.set_parsed_query(p.doc.clone());
             }
+            summary
         })
         .collect()
 }

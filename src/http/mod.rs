@@ -44,6 +44,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
     pub shutdown: CancellationToken,
+    /// GraphQL documents parsed lately, by their text (clients send the same few queries).
+    pub(crate) docs: std::sync::Arc<graphql::DocCache>,
 }
 
 impl AppState {
@@ -66,6 +68,7 @@ impl AppState {
             ws_counts: Default::default(),
             request_timeout: std::time::Duration::from_secs(30),
             shutdown: CancellationToken::new(),
+            docs: Default::default(),
         }
     }
 }

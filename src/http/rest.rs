@@ -150,17 +150,17 @@ async fn get_upload_status(
             .map(|a| parse_id("`after`", a))
             .transpose()?;
         let page = Page::new(limit, after)?;
-        let status = state.service.upload_status(&org, series_id).await?;
-        let jobs = state
+        let found = state
             .service
-            .upload_jobs(&org, series_id, None, page)
+            .upload_status_page(&org, series_id, None, page, false)
             .await?;
         Ok::<_, AppError>(UploadStatusResult {
-            org_id: status.org_id,
-            coupon_series_id: status.series.id,
-            upload_job_statuses: jobs
+            org_id: found.status.org_id,
+            coupon_series_id: found.status.series.id,
+            upload_job_statuses: found
+                .jobs
                 .into_iter()
-                .map(|j| RestUploadJob::new(&state.service, j))
+                .map(|j| RestUploadJob::new(&state.service, j.job))
                 .collect(),
         })
     };

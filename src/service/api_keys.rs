@@ -3,6 +3,14 @@
 //! A key is `cua_` followed by 64 hex digits (256 random bits). Only its SHA-256 is stored: with
 //! that much entropy a fast hash is safe (no dictionary to try), and it lets a request find its
 //! key with one indexed lookup. The plain key is shown once, when it is made.
+//!
+//! A key that authenticated is remembered for a moment ([`KeyCache`]), so a client polling
+//! status does not pay a lookup per request.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rand::RngCore;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
@@ -24,8 +32,83 @@ pub struct NewApiKey {
 }
 
 pub fn hash_key(key: &str) -> String {
-    let digest = Sha256::digest(key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(key.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// How long [`KeyCache`] trusts a key by default.
+pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Keys remembered at most; past it the cache starts afresh (one lookup per key again).
+const KEY_CACHE_ENTRIES: usize = 10_000;
+
+/// Keys that authenticated lately, by their SHA-256, with what they stand for. Unknown and
+/// revoked keys are never cached, so a wrong key always costs a lookup (and meets the rate
+/// limit of nobody: it is refused before).
+pub struct KeyCache {
+    ttl_ms: AtomicU64,
+    entries: Mutex<HashMap<[u8; 32], (OrgContext, Instant)>>,
+}
+
+impl KeyCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(ttl.as_millis() as u64, Ordering::Relaxed);
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    fn ttl(&self) -> Duration {
+        Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed))
+    }
+
+    fn get(&self, digest: &[u8; 32]) -> Option<OrgContext> {
+        let ttl = self.ttl();
+        if ttl.is_zero() {
+            return None;
+        }
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(digest)
+            .filter(|(_, at)| at.elapsed() < ttl)
+            .map(|(org, _)| org.clone())
+    }
+
+    fn put(&self, digest: [u8; 32], org: OrgContext) {
+        let ttl = self.ttl();
+        if ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= KEY_CACHE_ENTRIES {
+            entries.retain(|_, (_, at)| at.elapsed() < ttl);
+            if entries.len() >= KEY_CACHE_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(digest, (org, Instant::now()));
+    }
+
+    fn forget(&self, api_key_id: i64) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|_, (org, _)| org.api_key_id != api_key_id);
+    }
 }
 
 fn generate_key() -> String {
@@ -101,7 +184,9 @@ impl Service {
         }
         let mut active: api_key::ActiveModel = found.into();
         active.revoked_on = Set(Some(crate::domain::now()));
-        Ok(active.update(&self.db).await?)
+        let revoked = active.update(&self.db).await?;
+        self.keys.forget(revoked.id);
+        Ok(revoked)
     }
 
     /// `false` once the key is revoked (or gone).
@@ -124,8 +209,12 @@ impl Service {
         if key.len() != KEY_LEN || !key.starts_with(KEY_PREFIX) {
             return Err(invalid());
         }
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        if let Some(org) = self.keys.get(&digest) {
+            return Ok(org);
+        }
         let found = api_key::Entity::find()
-            .filter(api_key::Column::KeyHash.eq(hash_key(key)))
+            .filter(api_key::Column::KeyHash.eq(hex(&digest)))
             .filter(api_key::Column::RevokedOn.is_null())
             .one(&self.db)
             .await?
@@ -137,11 +226,13 @@ impl Service {
                 found.permission
             ))
         })?;
-        Ok(OrgContext {
+        let org = OrgContext {
             org_id: found.org_id,
             permission,
             api_key_id: found.id,
-        })
+        };
+        self.keys.put(digest, org.clone());
+        Ok(org)
     }
 }
 

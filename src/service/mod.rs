@@ -11,10 +11,10 @@ mod series;
 mod status;
 mod uploads;
 
-pub use api_keys::NewApiKey;
+pub use api_keys::{DEFAULT_KEY_CACHE_TTL, NewApiKey};
 pub use series::SeriesPage;
 pub use series::{CouponSeriesChanges, NewCouponSeries};
-pub use status::UploadStatus;
+pub use status::{JobWithAudience, StatusPage, UploadStatus};
 pub use uploads::{NewUpload, UPLOAD_TABLE, result_keys, sanitize_file_name};
 
 use crate::domain::OrgContext;
@@ -42,6 +42,7 @@ pub struct Service {
     metrics: crate::http::metrics::Metrics,
     /// Woken when a job is created, so an idle worker starts at once.
     jobs_ready: Arc<Notify>,
+    keys: Arc<api_keys::KeyCache>,
 }
 
 impl Service {
@@ -53,7 +54,15 @@ impl Service {
             storage,
             links,
             jobs_ready: Arc::new(Notify::new()),
+            keys: Arc::new(api_keys::KeyCache::new(api_keys::DEFAULT_KEY_CACHE_TTL)),
         }
+    }
+
+    /// How long an authenticated key is trusted without asking the database again (zero: never).
+    /// Keys revoked through this process stop working at once; revoked elsewhere (the CLI,
+    /// another instance), within this time.
+    pub fn set_key_cache_ttl(&self, ttl: std::time::Duration) {
+        self.keys.set_ttl(ttl);
     }
 
     pub fn metrics(&self) -> &crate::http::metrics::Metrics {

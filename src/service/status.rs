@@ -1,10 +1,15 @@
 //! Upload jobs and their status: what `uploadStatus` and `getUploadStatus` answer.
 
+use std::sync::LazyLock;
+
 use super::{Page, Service, org_of};
 use crate::domain::{OrgContext, UploadJobStatus};
-use crate::entity::{coupon_series, upload_job};
+use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::{AppError, AppResult};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, Iterable, QueryFilter, QueryOrder,
+    QuerySelect, Value,
+};
 
 /// The status of one coupon series' uploads: the series (checked to be the caller's), whose
 /// jobs are then read page by page with [`Service::upload_jobs`].
@@ -14,7 +19,126 @@ pub struct UploadStatus {
     pub series: coupon_series::Model,
 }
 
+/// A page of a series' jobs, read together with the series in one statement.
+#[derive(Clone, Debug)]
+pub struct StatusPage {
+    pub status: UploadStatus,
+    pub jobs: Vec<JobWithAudience>,
+}
+
+/// A job with its audience group and version, when they were asked for and it has them.
+#[derive(Clone, Debug)]
+pub struct JobWithAudience {
+    pub job: upload_job::Model,
+    pub group: Option<audience_group::Model>,
+    pub version: Option<audience_group_version::Model>,
+}
+
+/// `"t"."col" AS "p_col", …` for every column of an entity.
+fn columns<E: EntityTrait>(table: &str, prefix: &str) -> String {
+    use sea_orm::IdenStatic;
+    E::Column::iter()
+        .map(|c| {
+            let c = c.as_str();
+            format!("{table}.\"{c}\" AS \"{prefix}{c}\"")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The series, each of its jobs, and each job's group and version, in one row per job.
+static STATUS_PAGE_SELECT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {}, {}, {}, {} FROM coupon_series s \
+         LEFT JOIN upload_job j ON j.org_id = s.org_id AND j.coupon_series_id = s.id{{jobs}} \
+         LEFT JOIN audience_group g ON {{audience}} AND g.id = j.audience_group_id AND g.org_id = s.org_id \
+         LEFT JOIN audience_group_version v ON {{audience}} AND v.id = j.audience_group_version_id AND v.org_id = s.org_id \
+         WHERE s.id = $1 AND s.org_id = $2 ORDER BY j.id DESC LIMIT {{limit}}",
+        columns::<coupon_series::Entity>("s", "s_"),
+        columns::<upload_job::Entity>("j", "j_"),
+        columns::<audience_group::Entity>("g", "g_"),
+        columns::<audience_group_version::Entity>("v", "v_"),
+    )
+});
+
 impl Service {
+    /// `uploadStatus` in one statement: the series (`NOT_FOUND` unless it is the caller's), a
+    /// page of its jobs newest first (only those in `statuses`, if given), and, with
+    /// `audience`, each job's audience group and version.
+    pub async fn upload_status_page(
+        &self,
+        org: &OrgContext,
+        coupon_series_id: i64,
+        statuses: Option<&[UploadJobStatus]>,
+        page: Page,
+        audience: bool,
+    ) -> AppResult<StatusPage> {
+        let mut values: Vec<Value> = vec![coupon_series_id.into(), org_of(org).into()];
+        let mut jobs = String::new();
+        if let Some(statuses) = statuses {
+            let mut list = Vec::with_capacity(statuses.len());
+            for s in statuses {
+                values.push(s.as_str().into());
+                list.push(format!("${}", values.len()));
+            }
+            if list.is_empty() {
+                jobs.push_str(" AND 1 = 0");
+            } else {
+                jobs.push_str(&format!(" AND j.upload_status IN ({})", list.join(", ")));
+            }
+        }
+        if let Some(after) = page.after {
+            values.push(after.into());
+            jobs.push_str(&format!(" AND j.id < ${}", values.len()));
+        }
+        // One row at least, so an empty page still tells whether the series exists.
+        let sql = STATUS_PAGE_SELECT
+            .replace("{jobs}", &jobs)
+            .replace("{audience}", if audience { "1 = 1" } else { "1 = 0" })
+            .replace("{limit}", &page.first.max(1).to_string());
+        let rows = self
+            .db
+            .query_all_raw(crate::db::stmt(
+                self.db.get_database_backend(),
+                &sql,
+                values,
+            ))
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| AppError::not_found("coupon series", coupon_series_id))?;
+        let series = coupon_series::Model::from_query_result(first, "s_")?;
+        let present = |row: &sea_orm::QueryResult, id: &str| -> AppResult<bool> {
+            Ok(row.try_get::<Option<i64>>("", id)?.is_some())
+        };
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(page.first as usize) {
+            if !present(row, "j_id")? {
+                continue;
+            }
+            jobs.push(JobWithAudience {
+                job: upload_job::Model::from_query_result(row, "j_")?,
+                group: if present(row, "g_id")? {
+                    Some(audience_group::Model::from_query_result(row, "g_")?)
+                } else {
+                    None
+                },
+                version: if present(row, "v_id")? {
+                    Some(audience_group_version::Model::from_query_result(row, "v_")?)
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(StatusPage {
+            status: UploadStatus {
+                org_id: org.org_id,
+                series,
+            },
+            jobs,
+        })
+    }
+
     /// `NOT_FOUND` unless the series exists in the caller's org.
     pub async fn upload_status(
         &self,

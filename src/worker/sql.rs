@@ -1,15 +1,7 @@
 //! SQL shared by the worker's phases, written once for both databases: `$n` placeholders
 //! become SQLite's numbered `?n`, which (unlike plain `?`) may repeat.
 
-use sea_orm::{DbBackend, Statement, Value};
-
-pub fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
-    let sql = match backend {
-        DbBackend::Sqlite => sql.replace('$', "?"),
-        _ => sql.to_owned(),
-    };
-    Statement::from_sql_and_values(backend, sql, values)
-}
+pub use crate::db::stmt;
 
 /// Rows within the file that share a code with another row: every copy is rejected.
 pub const DUPLICATE_CODES: &str = "
