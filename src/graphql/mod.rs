@@ -5,7 +5,7 @@
 mod loaders;
 mod mutation;
 mod query;
-mod spans;
+pub mod spans;
 mod subscription;
 mod types;
 
@@ -59,10 +59,28 @@ impl Default for GraphqlLimits {
     }
 }
 
+/// The schema HTTP requests run on. It has no extensions: with any, async-graphql routes every
+/// field's resolution through the extension chain (a registry lookup and boxed futures per
+/// field), which cost about a tenth of a status request. The HTTP handler gives each
+/// operation its span and log line itself ([`spans::traced`]).
 pub fn build_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema {
+    builder(service, limits).finish()
+}
+
+/// The schema WebSocket operations run on: the same, with a span and log line per operation
+/// from an extension, since the WebSocket protocol runs operations itself.
+pub fn build_ws_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema {
+    builder(service, limits)
+        .extension(spans::OperationSpans)
+        .finish()
+}
+
+fn builder(
+    service: Service,
+    limits: &GraphqlLimits,
+) -> async_graphql::SchemaBuilder<QueryRoot, MutationRoot, SubscriptionRoot> {
     let mut b = Schema::build(QueryRoot, MutationRoot, SubscriptionRoot)
         .data(service)
-        .extension(spans::OperationSpans)
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity);
     if !limits.introspection {
@@ -71,7 +89,7 @@ pub fn build_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema 
     if !limits.suggestions {
         b = b.disable_suggestions();
     }
-    b.finish()
+    b
 }
 
 /// The SDL, fields/arguments/enum values sorted, as committed in `schema.graphql`.

@@ -86,13 +86,11 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             let Ok(mut batch) = parse(req, &state).await else {
                 return error_response(e);
             };
-            let introspection_only = prepare(&mut batch, &state.docs)
-                .iter()
-                .all(|d| d.introspection_only);
-            if !(state.limits.introspection && introspection_only) {
+            let docs = prepare(&mut batch, &state.docs);
+            if !(state.limits.introspection && docs.iter().all(|d| d.introspection_only)) {
                 return error_response(e);
             }
-            let mut res = state.schema.execute_batch(batch).await;
+            let mut res = execute(&state, batch, &docs).await;
             code_client_errors(&mut res);
             return respond(res, &accept);
         }
@@ -134,7 +132,7 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
         return res;
     }
     let ctx = RequestContext::new(state.service.clone(), org);
-    let mut res = state.schema.execute_batch(batch.data(ctx)).await;
+    let mut res = execute(&state, batch.data(ctx), &docs).await;
     code_client_errors(&mut res);
     for (doc, r) in docs.iter().zip(responses(&res)) {
         state
@@ -143,6 +141,30 @@ async fn graphql(State(state): State<AppState>, req: Request) -> Response {
             .observe_operation(&doc.name, &first_error_code(r));
     }
     respond(res, &accept)
+}
+
+/// Each operation in its own span, with its log line; a batch's operations run concurrently,
+/// as async-graphql runs them.
+async fn execute(
+    state: &AppState,
+    batch: BatchRequest,
+    docs: &[DocSummary],
+) -> async_graphql::BatchResponse {
+    use crate::graphql::spans::traced;
+    let name = |i: usize| docs.get(i).map_or("anonymous", |d| d.name.as_str());
+    match batch {
+        BatchRequest::Single(r) => {
+            async_graphql::BatchResponse::Single(traced(&state.schema, r, name(0)).await)
+        }
+        BatchRequest::Batch(rs) => async_graphql::BatchResponse::Batch(
+            futures_util::future::join_all(
+                rs.into_iter()
+                    .enumerate()
+                    .map(|(i, r)| traced(&state.schema, r, name(i))),
+            )
+            .await,
+        ),
+    }
 }
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";

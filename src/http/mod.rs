@@ -32,6 +32,8 @@ use crate::service::Service;
 pub struct AppState {
     pub service: Service,
     pub schema: AppSchema,
+    /// The schema WebSocket operations run on (see `build_ws_schema_with`).
+    pub ws_schema: AppSchema,
     pub statements: StatementCounter,
     pub uploads: UploadLimits,
     pub limits: GraphqlLimits,
@@ -56,9 +58,11 @@ impl AppState {
         limits: GraphqlLimits,
     ) -> Self {
         let schema = crate::graphql::build_schema_with(service.clone(), &limits);
+        let ws_schema = crate::graphql::build_ws_schema_with(service.clone(), &limits);
         Self {
             service,
             schema,
+            ws_schema,
             statements,
             uploads,
             limits,

@@ -243,7 +243,7 @@ async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols)
     );
     recheck.tick().await;
     let mut out =
-        GqlWebSocket::new(state.schema.clone(), input, protocol).on_connection_init(on_init);
+        GqlWebSocket::new(state.ws_schema.clone(), input, protocol).on_connection_init(on_init);
     loop {
         tokio::select! {
             msg = out.next() => match msg {

@@ -55,7 +55,9 @@ static STATUS_PAGE_SELECT: LazyLock<String> = LazyLock::new(|| {
          LEFT JOIN audience_group_version v ON {{audience}} AND v.id = j.audience_group_version_id AND v.org_id = s.org_id \
          WHERE s.id = $1 AND s.org_id = $2 ORDER BY j.id DESC LIMIT {{limit}}",
         columns::<coupon_series::Entity>("s", "s_"),
-        columns::<upload_job::Entity>("j", "j_"),
+        // The jobs' columns keep their names: decoding a prefixed column formats its name, and
+        // jobs are most of the rows' columns.
+        columns::<upload_job::Entity>("j", ""),
         columns::<audience_group::Entity>("g", "g_"),
         columns::<audience_group_version::Entity>("v", "v_"),
     )
@@ -113,11 +115,11 @@ impl Service {
         };
         let mut jobs = Vec::with_capacity(rows.len());
         for row in rows.iter().take(page.first as usize) {
-            if !present(row, "j_id")? {
+            if !present(row, "id")? {
                 continue;
             }
             jobs.push(JobWithAudience {
-                job: upload_job::Model::from_query_result(row, "j_")?,
+                job: upload_job::Model::from_query_result(row, "")?,
                 group: if present(row, "g_id")? {
                     Some(audience_group::Model::from_query_result(row, "g_")?)
                 } else {
