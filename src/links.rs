@@ -11,7 +11,8 @@ use sha2::Sha256;
 #[derive(Clone)]
 pub struct FileLinks {
     base_url: String,
-    secret: Vec<u8>,
+    /// HMAC keyed with the secret once; each signature starts from a copy.
+    keyed: Hmac<Sha256>,
     ttl_secs: i64,
 }
 
@@ -28,15 +29,14 @@ impl FileLinks {
     pub fn new(base_url: &str, secret: &[u8], ttl_secs: i64) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            secret: secret.to_vec(),
+            // `new_from_slice` accepts keys of any length for HMAC.
+            keyed: <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
             ttl_secs,
         }
     }
 
     fn mac(&self, key: &str, expires: i64) -> Hmac<Sha256> {
-        // `new_from_slice` accepts keys of any length for HMAC.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!());
+        let mut mac = self.keyed.clone();
         mac.update(key.as_bytes());
         mac.update(b"\n");
         mac.update(expires.to_string().as_bytes());
@@ -46,13 +46,7 @@ impl FileLinks {
     /// An absolute link to `key`, valid for the configured time.
     pub fn url(&self, key: &str) -> String {
         let expires = Utc::now().timestamp() + self.ttl_secs;
-        let sig: String = self
-            .mac(key, expires)
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sig = crate::domain::hex(&self.mac(key, expires).finalize().into_bytes());
         format!(
             "{}/files/{}?expires={expires}&sig={sig}",
             self.base_url, key

@@ -108,15 +108,23 @@ pub fn sdl(schema: &AppSchema) -> String {
 /// only ever load that org's rows.
 pub struct RequestContext {
     pub org: OrgContext,
-    pub loaders: Loaders,
+    service: Service,
+    /// Made on first use: operations that select no nested objects never need them.
+    loaders: std::sync::OnceLock<Loaders>,
 }
 
 impl RequestContext {
     pub fn new(service: Service, org: OrgContext) -> Arc<Self> {
         Arc::new(Self {
-            loaders: Loaders::new(service, org.clone()),
             org,
+            service,
+            loaders: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn loaders(&self) -> &Loaders {
+        self.loaders
+            .get_or_init(|| Loaders::new(self.service.clone(), self.org.clone()))
     }
 }
 

@@ -113,7 +113,7 @@ impl MutationRoot {
             file_name: upload.filename,
         };
         let content = tokio::fs::File::from_std(upload.content);
-        Ok(UploadJob(
+        Ok(UploadJob::new(
             service(ctx)?
                 .create_upload_job(&rc.org, new, content)
                 .await
@@ -126,7 +126,7 @@ impl MutationRoot {
     async fn cancel_upload_job(&self, ctx: &Context<'_>, job_id: ID) -> Result<UploadJob> {
         let rc = request_ctx(ctx)?;
         let id = parse_id("jobId", &job_id).gql()?;
-        Ok(UploadJob(
+        Ok(UploadJob::new(
             service(ctx)?.cancel_upload_job(&rc.org, id).await.gql()?,
         ))
     }

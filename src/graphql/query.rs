@@ -49,7 +49,7 @@ impl QueryRoot {
             .upload_job(&rc.org, id)
             .await
             .gql()?
-            .map(UploadJob))
+            .map(UploadJob::new))
     }
 
     /// One coupon series of the caller's org; null if there is none with this id.

@@ -121,8 +121,8 @@ impl SubscriptionRoot {
                     st.done = true;
                 }
                 // Nested objects are read afresh for each event.
-                rc.loaders.clear();
-                Some((UploadJob(next), st))
+                rc.loaders().clear();
+                Some((UploadJob::new(next), st))
             }
         }))
     }

@@ -38,8 +38,9 @@ fn stored_enum<T>(parse: fn(&str) -> Option<T>, raw: &str, what: &str) -> Result
 /// The upload status of one coupon series: the answer to `uploadStatus(couponSeriesId:)`.
 pub struct UploadStatus {
     pub status: service::UploadStatus,
-    /// The jobs already read with the series, for `uploadJobStatuses` with these arguments.
-    pub prefetched: Option<(JobsArgs, Vec<upload_job::Model>)>,
+    /// The jobs already read with the series, for `uploadJobStatuses` with these arguments,
+    /// and whether their audience groups and versions were read with them.
+    pub prefetched: Option<(JobsArgs, Vec<service::JobWithAudience>, bool)>,
 }
 
 /// The arguments of `uploadJobStatuses`, as the query gave them.
@@ -87,22 +88,9 @@ impl UploadStatus {
             )
             .await
             .gql()?;
-        let l = &rc.loaders;
-        l.coupon_series
-            .feed_one(found.status.series.id, found.status.series.clone())
-            .await;
-        let mut jobs = Vec::with_capacity(found.jobs.len());
-        let (mut groups, mut versions) = (Vec::new(), Vec::new());
-        for j in found.jobs {
-            groups.extend(j.group.map(|g| (g.id, g)));
-            versions.extend(j.version.map(|v| (v.id, v)));
-            jobs.push(j.job);
-        }
-        l.audience_group.feed_many(groups).await;
-        l.audience_group_version.feed_many(versions).await;
         Ok(Self {
             status: found.status,
-            prefetched: Some((args, jobs)),
+            prefetched: Some((args, found.jobs, audience)),
         })
     }
 
@@ -171,12 +159,33 @@ impl UploadStatus {
             first,
             after,
         };
-        if let Some((read, jobs)) = &self.prefetched
+        if let Some((read, jobs, audience)) = &self.prefetched
             && *read == args
         {
-            // Groups and versions are in the loaders already; the groups' version lists are not.
-            prime_job_loaders(ctx, rc, &self.status.series, jobs).await?;
-            return Ok(jobs.iter().cloned().map(UploadJob).collect());
+            let models: Vec<upload_job::Model> = jobs.iter().map(|j| j.job.clone()).collect();
+            let groups: Vec<audience_group::Model> =
+                jobs.iter().filter_map(|j| j.group.clone()).collect();
+            prime_job_loaders(
+                ctx,
+                rc,
+                &self.status.series,
+                &models,
+                audience.then_some(groups),
+            )
+            .await?;
+            return Ok(jobs
+                .iter()
+                .map(|j| {
+                    UploadJob(
+                        j.job.clone(),
+                        Audience {
+                            read: *audience,
+                            group: j.group.clone(),
+                            version: j.version.clone(),
+                        },
+                    )
+                })
+                .collect());
         }
         let after = args
             .after
@@ -189,38 +198,54 @@ impl UploadStatus {
             .upload_jobs(&rc.org, self.status.series.id, args.status.as_deref(), page)
             .await
             .gql()?;
-        prime_job_loaders(ctx, rc, &self.status.series, &jobs).await?;
-        Ok(jobs.into_iter().map(UploadJob).collect())
+        prime_job_loaders(ctx, rc, &self.status.series, &jobs, None).await?;
+        Ok(jobs.into_iter().map(UploadJob::new).collect())
     }
 }
 
 /// Loads, in one statement per kind, the nested objects the query selects under a list of jobs,
 /// into the request's DataLoader caches. Without this, the DataLoaders' time-based batching
 /// splits a long list into several batches whenever resolving it outlasts the batch delay
-/// (seen: 15 statements for 200 jobs on SQLite, 47 on PostgreSQL, instead of 7).
+/// (seen: 15 statements for 200 jobs on SQLite, 47 on PostgreSQL, instead of 7). `read`: the
+/// jobs' groups, when they and the versions were read with the jobs (the jobs answer
+/// `audienceGroup` and `audienceGroupVersion` themselves then; the groups serve versions'
+/// `audienceGroup`). Loaders are touched only for what the query selects.
 async fn prime_job_loaders(
     ctx: &Context<'_>,
     rc: &super::RequestContext,
     series: &coupon_series::Model,
     jobs: &[upload_job::Model],
+    read: Option<Vec<audience_group::Model>>,
 ) -> Result<()> {
     use std::collections::BTreeSet;
     let look = ctx.look_ahead();
-    let l = &rc.loaders;
+    let group_sel = look.field("audienceGroup");
+    let version_sel = look.field("audienceGroupVersion");
+    let need_series = look.field("couponSeries").exists();
+    let need_groups = group_sel.exists() || version_sel.field("audienceGroup").exists();
+    let need_group_versions =
+        group_sel.field("versions").exists() || group_sel.field("latestVersion").exists();
+    if !(need_series || need_groups || need_group_versions || version_sel.exists()) {
+        return Ok(());
+    }
+    let l = rc.loaders();
     l.coupon_series.feed_one(series.id, series.clone()).await;
     let groups: BTreeSet<i64> = jobs.iter().filter_map(|j| j.audience_group_id).collect();
     let versions: BTreeSet<i64> = jobs
         .iter()
         .filter_map(|j| j.audience_group_version_id)
         .collect();
-    let group_sel = look.field("audienceGroup");
-    let version_sel = look.field("audienceGroupVersion");
-    let need_groups = group_sel.exists() || version_sel.field("audienceGroup").exists();
-    let need_group_versions =
-        group_sel.field("versions").exists() || group_sel.field("latestVersion").exists();
+    let already = read.is_some();
+    if let Some(read) = read
+        && version_sel.field("audienceGroup").exists()
+    {
+        l.audience_group
+            .feed_many(read.into_iter().map(|g| (g.id, g)))
+            .await;
+    }
     let (g, gv, v) = futures_util::join!(
         async {
-            if need_groups && !groups.is_empty() {
+            if need_groups && !already && !groups.is_empty() {
                 l.audience_group
                     .load_many(groups.iter().copied())
                     .await
@@ -240,7 +265,7 @@ async fn prime_job_loaders(
             }
         },
         async {
-            if version_sel.exists() && !versions.is_empty() {
+            if version_sel.exists() && !already && !versions.is_empty() {
                 l.audience_group_version
                     .load_many(versions.iter().copied())
                     .await
@@ -254,7 +279,22 @@ async fn prime_job_loaders(
 }
 
 /// One upload of a CSV file to a coupon series, and where its processing stands.
-pub struct UploadJob(pub upload_job::Model);
+pub struct UploadJob(pub upload_job::Model, Audience);
+
+/// A job's audience group and version when they were read with the job (`read`); otherwise
+/// they come through the request's loaders.
+#[derive(Default)]
+struct Audience {
+    read: bool,
+    group: Option<audience_group::Model>,
+    version: Option<audience_group_version::Model>,
+}
+
+impl UploadJob {
+    pub fn new(job: upload_job::Model) -> Self {
+        Self(job, Audience::default())
+    }
+}
 
 /// One upload of a CSV file to a coupon series, and where its processing stands.
 #[Object]
@@ -275,7 +315,7 @@ impl UploadJob {
     async fn coupon_series(&self, ctx: &Context<'_>) -> Result<Option<CouponSeries>> {
         let rc = request_ctx(ctx)?;
         let s = rc
-            .loaders
+            .loaders()
             .coupon_series
             .load_one(self.0.coupon_series_id)
             .await
@@ -371,9 +411,12 @@ impl UploadJob {
         let Some(gid) = self.0.audience_group_id else {
             return Ok(None);
         };
+        if self.1.read {
+            return Ok(self.1.group.clone().map(AudienceGroup));
+        }
         let rc = request_ctx(ctx)?;
         let g = rc
-            .loaders
+            .loaders()
             .audience_group
             .load_one(gid)
             .await
@@ -387,9 +430,12 @@ impl UploadJob {
         let Some(vid) = self.0.audience_group_version_id else {
             return Ok(None);
         };
+        if self.1.read {
+            return Ok(self.1.version.clone().map(AudienceGroupVersion));
+        }
         let rc = request_ctx(ctx)?;
         let v = rc
-            .loaders
+            .loaders()
             .audience_group_version
             .load_one(vid)
             .await
@@ -447,7 +493,7 @@ impl CouponSeries {
     async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
         let rc = request_ctx(ctx)?;
         let g = rc
-            .loaders
+            .loaders()
             .audience_group_by_series
             .load_one(self.0.id)
             .await
@@ -503,7 +549,7 @@ impl AudienceGroup {
     async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<AudienceGroupVersion>> {
         let rc = request_ctx(ctx)?;
         let vs = rc
-            .loaders
+            .loaders()
             .versions_of_group
             .load_one(self.0.id)
             .await
@@ -517,7 +563,7 @@ impl AudienceGroup {
     async fn latest_version(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroupVersion>> {
         let rc = request_ctx(ctx)?;
         let vs = rc
-            .loaders
+            .loaders()
             .versions_of_group
             .load_one(self.0.id)
             .await
@@ -564,7 +610,7 @@ impl AudienceGroupVersion {
     async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
         let rc = request_ctx(ctx)?;
         let g = rc
-            .loaders
+            .loaders()
             .audience_group
             .load_one(self.0.audience_group_id)
             .await

@@ -17,7 +17,7 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrde
 use sha2::{Digest, Sha256};
 
 use super::Service;
-use crate::domain::{OrgContext, Permission};
+use crate::domain::{OrgContext, Permission, hex};
 use crate::entity::{api_key, org};
 use crate::error::{AppError, AppResult};
 
@@ -33,16 +33,6 @@ pub struct NewApiKey {
 
 pub fn hash_key(key: &str) -> String {
     hex(&Sha256::digest(key.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)] as char);
-        out.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    out
 }
 
 /// How long [`KeyCache`] trusts a key by default.
@@ -114,8 +104,7 @@ impl KeyCache {
 fn generate_key() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{KEY_PREFIX}{hex}")
+    format!("{KEY_PREFIX}{}", hex(&bytes))
 }
 
 impl Service {
