@@ -10,6 +10,7 @@ mod m20261125_000001_init;
 mod m20261126_000002_uploads;
 mod m20261126_000003_coupon_without_fks;
 mod m20261126_000004_coupon_id_block;
+mod m20261126_000005_maybe_duplicate;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_uploads::Migration),
             Box::new(m20261126_000003_coupon_without_fks::Migration),
             Box::new(m20261126_000004_coupon_id_block::Migration),
+            Box::new(m20261126_000005_maybe_duplicate::Migration),
         ]
     }
 }

@@ -16,6 +16,8 @@ pub struct Model {
     pub customer: Option<String>,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
+    /// The code may repeat an earlier row's (NULL: staged before this was recorded).
+    pub maybe_duplicate: Option<bool>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

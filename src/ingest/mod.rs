@@ -4,3 +4,4 @@
 
 pub mod reader;
 pub mod rules;
+pub mod seen;

@@ -3,11 +3,15 @@
 
 pub use crate::db::stmt;
 
-/// Rows within the file that share a code with another row: every copy is rejected.
+/// Rows within the file that share a code with another row: every copy is rejected. Only the
+/// codes of rows flagged when staged (`maybe_duplicate`: seen before, or a false alarm) can
+/// repeat; NULL (staged before flags existed) counts as flagged.
 pub const DUPLICATE_CODES: &str = "
     UPDATE upload_row SET error_code = 'DUPLICATE_CODE_IN_FILE', error_message = $2
     WHERE job_id = $1 AND error_code IS NULL AND code IN (
-      SELECT code FROM upload_row WHERE job_id = $1 AND code IS NOT NULL
+      SELECT code FROM upload_row WHERE job_id = $1 AND code IN (
+        SELECT code FROM upload_row
+        WHERE job_id = $1 AND code IS NOT NULL AND maybe_duplicate IS NOT FALSE)
       GROUP BY code HAVING COUNT(*) > 1)";
 
 /// Codes already in the org (from any series or earlier upload).

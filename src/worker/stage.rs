@@ -14,14 +14,22 @@ use tokio::sync::mpsc;
 use super::job::{JobCtx, Stop};
 use super::sql::stmt;
 use crate::ingest::reader::{FileError, ReaderOptions, RowReader, StagedRow};
+use crate::ingest::seen::SeenCodes;
 
 /// Rows per message from the reader thread; a few messages may be in flight.
 const READ_BATCH: usize = 5_000;
 const IN_FLIGHT: usize = 4;
-/// Rows per INSERT on SQLite (8 parameters each, well under SQLite's limit).
+/// Rows per INSERT on SQLite (9 parameters each, well under SQLite's limit).
 const SQLITE_ROWS_PER_INSERT: usize = 500;
 
-type Batch = Result<Vec<StagedRow>, FileError>;
+/// A row as staged: what the reader made of it, and whether its code may repeat an earlier
+/// row's (judging checks only those codes for duplicates).
+struct Staged {
+    row: StagedRow,
+    maybe_duplicate: bool,
+}
+
+type Batch = Result<Vec<Staged>, FileError>;
 
 /// `Ok(Err(_))`: the file cannot be ingested (the job will be `ERRORED`); `Ok(Ok(n))`: `n` rows
 /// staged and the job moved to `JUDGE`.
@@ -68,10 +76,15 @@ fn read_rows(input: impl std::io::Read, opts: ReaderOptions, tx: mpsc::Sender<Ba
         }
     };
     let mut batch = Vec::with_capacity(READ_BATCH);
+    let mut seen = SeenCodes::default();
     for row in rows {
         match row {
-            Ok(r) => {
-                batch.push(r);
+            Ok(row) => {
+                let maybe_duplicate = row.code.as_deref().is_some_and(|c| seen.insert(c));
+                batch.push(Staged {
+                    row,
+                    maybe_duplicate,
+                });
                 if batch.len() == READ_BATCH
                     && tx
                         .blocking_send(Ok(std::mem::replace(
@@ -112,7 +125,8 @@ fn copy_field(buf: &mut Vec<u8>, v: Option<&str>) {
     }
 }
 
-fn copy_row(buf: &mut Vec<u8>, job_id: i64, r: &StagedRow) {
+fn copy_row(buf: &mut Vec<u8>, job_id: i64, staged: &Staged) {
+    let r = &staged.row;
     buf.extend_from_slice(job_id.to_string().as_bytes());
     buf.push(b'\t');
     buf.extend_from_slice(r.row_number.to_string().as_bytes());
@@ -127,7 +141,11 @@ fn copy_row(buf: &mut Vec<u8>, job_id: i64, r: &StagedRow) {
         buf.push(b'\t');
         copy_field(buf, v);
     }
-    buf.push(b'\n');
+    buf.extend_from_slice(if staged.maybe_duplicate {
+        b"\tt\n"
+    } else {
+        b"\tf\n"
+    });
 }
 
 async fn stage_postgres(
@@ -144,8 +162,8 @@ async fn stage_postgres(
         .map_err(internal)?;
     let mut copy = tx
         .copy_in_raw(
-            "COPY upload_row (job_id, row_number, raw_code, raw_customer, code, customer, error_code, error_message) \
-             FROM STDIN",
+            "COPY upload_row (job_id, row_number, raw_code, raw_customer, code, customer, error_code, \
+             error_message, maybe_duplicate) FROM STDIN",
         )
         .await
         .map_err(internal)?;
@@ -157,7 +175,7 @@ async fn stage_postgres(
                 for r in &batch {
                     copy_row(&mut buf, ctx.job.id, r);
                 }
-                rows = batch.last().map(|r| r.row_number).unwrap_or(rows);
+                rows = batch.last().map(|r| r.row.row_number).unwrap_or(rows);
                 copy.send(buf.as_slice()).await.map_err(internal)?;
                 buf.clear();
             }
@@ -216,25 +234,24 @@ async fn stage_sqlite(
         };
         for chunk in batch.chunks(SQLITE_ROWS_PER_INSERT) {
             let mut sql = String::from(
-                "INSERT INTO upload_row (job_id, row_number, raw_code, raw_customer, code, customer, error_code, error_message) VALUES ",
+                "INSERT INTO upload_row (job_id, row_number, raw_code, raw_customer, code, customer, \
+                 error_code, error_message, maybe_duplicate) VALUES ",
             );
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
-            for (i, r) in chunk.iter().enumerate() {
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+            for (i, staged) in chunk.iter().enumerate() {
+                let r = &staged.row;
                 if i > 0 {
                     sql.push(',');
                 }
-                let p = i * 8;
-                sql.push_str(&format!(
-                    "(${},${},${},${},${},${},${},${})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5,
-                    p + 6,
-                    p + 7,
-                    p + 8
-                ));
+                let p = i * 9;
+                sql.push('(');
+                for n in 1..=9 {
+                    if n > 1 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", p + n));
+                }
+                sql.push(')');
                 values.extend([
                     ctx.job.id.into(),
                     r.row_number.into(),
@@ -244,13 +261,14 @@ async fn stage_sqlite(
                     r.customer.clone().into(),
                     r.error.as_ref().map(|e| e.code.as_str().to_owned()).into(),
                     r.error.as_ref().map(|e| e.message.clone()).into(),
+                    staged.maybe_duplicate.into(),
                 ]);
             }
             txn.execute_raw(stmt(backend, &sql, values))
                 .await
                 .map_err(|e| Stop::Internal(e.into()))?;
         }
-        rows = batch.last().map(|r| r.row_number).unwrap_or(rows);
+        rows = batch.last().map(|r| r.row.row_number).unwrap_or(rows);
         ctx.check_alive()?;
     }
     let moved = txn

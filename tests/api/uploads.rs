@@ -905,6 +905,7 @@ async fn codes_taken_after_judging_are_reported(app: TestApp) {
             customer: Set(None),
             error_code: Set(None),
             error_message: Set(None),
+            maybe_duplicate: Set(Some(false)),
         }
         .insert(db)
         .await
