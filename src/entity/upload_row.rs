@@ -8,6 +8,7 @@ pub struct Model {
     pub job_id: i64,
     #[sea_orm(primary_key, auto_increment = false)]
     pub row_number: i64,
+    /// The code column as written, or `""` when that is the valid `code` itself.
     pub raw_code: String,
     pub raw_customer: Option<String>,
     /// The valid code, if it parsed.

@@ -69,7 +69,8 @@ pub const MARK_SKIPPED: &str = "
 
 /// One page of the error file: job `$1`, rows up to `$2`, after row `$3`, `$4` rows.
 pub const ERROR_ROWS: &str = "
-    SELECT row_number, error_code, error_message, raw_code, raw_customer FROM upload_row
+    SELECT row_number, error_code, error_message, COALESCE(NULLIF(raw_code, ''), code, '') AS raw_code,
+      raw_customer FROM upload_row
     WHERE job_id = $1 AND error_code IS NOT NULL AND row_number <= $2 AND row_number > $3
     ORDER BY row_number LIMIT $4";
 
@@ -90,7 +91,8 @@ pub const DISTINCT_CUSTOMERS: &str = "
 pub fn error_file_copy_pg(job: i64, through: i64) -> String {
     format!(
         "COPY (SELECT row_number AS \"rowNumber\", error_code AS \"errorCode\", \
-           NULLIF(error_message, '') AS \"errorMessage\", NULLIF(raw_code, '') AS \"couponCode\", \
+           NULLIF(error_message, '') AS \"errorMessage\", \
+           COALESCE(NULLIF(raw_code, ''), code) AS \"couponCode\", \
            NULLIF(raw_customer, '') AS \"customerIdentifier\" \
          FROM upload_row WHERE job_id = {job} AND error_code IS NOT NULL AND row_number <= {through} \
          ORDER BY row_number) TO STDOUT WITH (FORMAT csv, HEADER)"

@@ -29,7 +29,15 @@ struct Staged {
     maybe_duplicate: bool,
 }
 
-type Batch = Result<Vec<Staged>, FileError>;
+/// What the reader thread hands over: rows (SQLite inserts them with parameters), or for
+/// PostgreSQL the rows already encoded for `COPY` on the reader thread, so the strings are
+/// freed where they were made and only one buffer crosses threads per batch.
+enum Rows {
+    Rows(Vec<Staged>),
+    Copy { data: Vec<u8>, last_row: i64 },
+}
+
+type Batch = Result<Rows, FileError>;
 
 /// `Ok(Err(_))`: the file cannot be ingested (the job will be `ERRORED`); `Ok(Ok(n))`: `n` rows
 /// staged and the job moved to `JUDGE`.
@@ -57,7 +65,8 @@ pub async fn stage(ctx: &JobCtx<'_>) -> Result<Result<i64, FileError>, Stop> {
     };
     let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT);
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
-    let reading = tokio::task::spawn_blocking(move || read_rows(bridge, opts, tx));
+    let copy_job = (ctx.backend == DbBackend::Postgres).then_some(ctx.job.id);
+    let reading = tokio::task::spawn_blocking(move || read_rows(bridge, opts, copy_job, tx));
     let staged = match ctx.backend {
         DbBackend::Postgres => stage_postgres(ctx, rx).await,
         _ => stage_sqlite(ctx, rx).await,
@@ -67,7 +76,14 @@ pub async fn stage(ctx: &JobCtx<'_>) -> Result<Result<i64, FileError>, Stop> {
     staged
 }
 
-fn read_rows(input: impl std::io::Read, opts: ReaderOptions, tx: mpsc::Sender<Batch>) {
+/// Reads the file on a blocking thread. `copy_job`: encode the rows for PostgreSQL's `COPY`
+/// (with this job id) instead of handing them over as they are.
+fn read_rows(
+    input: impl std::io::Read,
+    opts: ReaderOptions,
+    copy_job: Option<i64>,
+    tx: mpsc::Sender<Batch>,
+) {
     let rows = match RowReader::new(BufReader::with_capacity(256 * 1024, input), opts) {
         Ok(rows) => rows,
         Err(e) => {
@@ -77,6 +93,22 @@ fn read_rows(input: impl std::io::Read, opts: ReaderOptions, tx: mpsc::Sender<Ba
     };
     let mut batch = Vec::with_capacity(READ_BATCH);
     let mut seen = SeenCodes::default();
+    let send = |batch: &mut Vec<Staged>| {
+        let full = std::mem::replace(batch, Vec::with_capacity(READ_BATCH));
+        let message = match copy_job {
+            Some(job_id) => {
+                let mut data = Vec::with_capacity(full.len() * 64);
+                for r in &full {
+                    copy_row(&mut data, job_id, r);
+                }
+                let last_row = full.last().map_or(0, |r| r.row.row_number);
+                drop(full);
+                Rows::Copy { data, last_row }
+            }
+            None => Rows::Rows(full),
+        };
+        tx.blocking_send(Ok(message)).is_ok()
+    };
     for row in rows {
         match row {
             Ok(row) => {
@@ -85,14 +117,7 @@ fn read_rows(input: impl std::io::Read, opts: ReaderOptions, tx: mpsc::Sender<Ba
                     row,
                     maybe_duplicate,
                 });
-                if batch.len() == READ_BATCH
-                    && tx
-                        .blocking_send(Ok(std::mem::replace(
-                            &mut batch,
-                            Vec::with_capacity(READ_BATCH),
-                        )))
-                        .is_err()
-                {
+                if batch.len() == READ_BATCH && !send(&mut batch) {
                     return;
                 }
             }
@@ -103,7 +128,7 @@ fn read_rows(input: impl std::io::Read, opts: ReaderOptions, tx: mpsc::Sender<Ba
         }
     }
     if !batch.is_empty() {
-        let _ = tx.blocking_send(Ok(batch));
+        send(&mut batch);
     }
 }
 
@@ -125,13 +150,22 @@ fn copy_field(buf: &mut Vec<u8>, v: Option<&str>) {
     }
 }
 
+/// The code as written, when the row must keep it: `""` when it is the valid code itself (most
+/// rows), which saves staging every code twice; result files read `raw_code` or else `code`.
+fn raw_code(r: &StagedRow) -> &str {
+    if r.code.as_deref() == Some(r.raw_code.as_str()) {
+        ""
+    } else {
+        &r.raw_code
+    }
+}
+
 fn copy_row(buf: &mut Vec<u8>, job_id: i64, staged: &Staged) {
+    use std::io::Write as _;
     let r = &staged.row;
-    buf.extend_from_slice(job_id.to_string().as_bytes());
-    buf.push(b'\t');
-    buf.extend_from_slice(r.row_number.to_string().as_bytes());
+    let _ = write!(buf, "{job_id}\t{}", r.row_number);
     for v in [
-        Some(r.raw_code.as_str()),
+        Some(raw_code(r)),
         r.raw_customer.as_deref(),
         r.code.as_deref(),
         r.customer.as_deref(),
@@ -167,17 +201,17 @@ async fn stage_postgres(
         )
         .await
         .map_err(internal)?;
-    let mut buf = Vec::with_capacity(1 << 20);
     let mut rows = 0i64;
     while let Some(batch) = rx.recv().await {
         match batch {
-            Ok(batch) => {
-                for r in &batch {
-                    copy_row(&mut buf, ctx.job.id, r);
-                }
-                rows = batch.last().map(|r| r.row.row_number).unwrap_or(rows);
-                copy.send(buf.as_slice()).await.map_err(internal)?;
-                buf.clear();
+            Ok(Rows::Copy { data, last_row }) => {
+                rows = last_row;
+                copy.send(data.as_slice()).await.map_err(internal)?;
+            }
+            Ok(Rows::Rows(_)) => {
+                return Err(Stop::Internal(anyhow::anyhow!(
+                    "the reader sent rows, not COPY data"
+                )));
             }
             Err(file_error) => {
                 let _ = copy.abort("the file cannot be ingested").await;
@@ -226,7 +260,12 @@ async fn stage_sqlite(
     let mut rows = 0i64;
     while let Some(batch) = rx.recv().await {
         let batch = match batch {
-            Ok(b) => b,
+            Ok(Rows::Rows(b)) => b,
+            Ok(Rows::Copy { .. }) => {
+                return Err(Stop::Internal(anyhow::anyhow!(
+                    "the reader sent COPY data to SQLite"
+                )));
+            }
             Err(file_error) => {
                 let _ = txn.rollback().await;
                 return Ok(Err(file_error));
@@ -255,7 +294,7 @@ async fn stage_sqlite(
                 values.extend([
                     ctx.job.id.into(),
                     r.row_number.into(),
-                    r.raw_code.clone().into(),
+                    raw_code(r).to_owned().into(),
                     r.raw_customer.clone().into(),
                     r.code.clone().into(),
                     r.customer.clone().into(),
