@@ -246,6 +246,32 @@ async fn jobs_page_newest_first_and_filter_by_status(app: TestApp) {
         .await;
     assert!(ids(&empty_series).is_empty());
 
+    // Aliases asking for different pages each get theirs (the series and one page are read
+    // together; another page is read on its own), and aliases of one page share it.
+    let aliased = app
+        .gql_ok(
+            &key,
+            r#"query($id: ID!) { uploadStatus(couponSeriesId: $id) {
+                newest: uploadJobStatuses(first: 1) { jobId }
+                all: uploadJobStatuses { jobId }
+                again: uploadJobStatuses { jobId audienceGroup { id } } } }"#,
+            json!({ "id": f.series.to_string() }),
+        )
+        .await;
+    let page = |alias: &str| -> Vec<String> {
+        aliased["uploadStatus"][alias]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|j| j["jobId"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(page("newest"), [j3.clone()]);
+    assert_eq!(page("all"), [j3.clone(), j2.clone(), j1.clone()]);
+    assert_eq!(page("again"), page("all"));
+
     let (status, body) = app
         .gql(
             Some(&key),
