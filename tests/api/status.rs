@@ -268,7 +268,7 @@ async fn jobs_page_newest_first_and_filter_by_status(app: TestApp) {
             })
             .unwrap_or_default()
     };
-    assert_eq!(page("newest"), [j3.clone()]);
+    assert_eq!(page("newest"), vec![j3.clone()]);
     assert_eq!(page("all"), [j3.clone(), j2.clone(), j1.clone()]);
     assert_eq!(page("again"), page("all"));
 
