@@ -27,7 +27,8 @@
 //!
 //! A `CHECKPOINT` precedes both the upload and the floor, so neither pays for the other's dirty
 //! pages. Per run it prints wall time, rows/s, the floor, the ratio wall/floor and RSS; per size
-//! the medians; at the end the targets of the issue: ratio ≤ 1.5, peak RSS ≤ 100 MiB, and peak
+//! the medians; at the end the targets of the issue: ratio ≤ 1.5 for the largest file (the
+//! issue's 1M-row benchmark; the smaller size's ratio is shown beside it), peak RSS ≤ 100 MiB, and peak
 //! RSS at the largest size compared with the smallest. Progress and diagnostics (the job's phases
 //! as seen in `upload_job.phase`, the server log's tail on failure) go to stderr.
 
@@ -611,17 +612,28 @@ fn targets_line(by_size: &[Vec<RunResult>]) -> String {
         return String::new();
     };
     let verdict = |ok: bool| if ok { "met" } else { "NOT met" };
-    let worst_ratio = by_size
+    let ratio = |rs: &[RunResult]| median(rs.iter().map(RunResult::ratio).collect());
+    let rows = |rs: &[RunResult]| rs.first().map_or(0, |r| r.rows);
+    // The ratio target is the issue's benchmark's, the largest file (1M rows by default); the
+    // smaller size, there for the RSS comparison, is shown beside it.
+    let large_ratio = ratio(large);
+    let others: Vec<String> = by_size[..by_size.len() - 1]
         .iter()
-        .map(|rs| median(rs.iter().map(RunResult::ratio).collect()))
-        .fold(f64::NEG_INFINITY, f64::max);
+        .map(|rs| format!("{:.2} at {} rows", ratio(rs), rows(rs)))
+        .collect();
     let worst_peak = by_size
         .iter()
         .map(|rs| peak_median_mib(rs))
         .fold(f64::NEG_INFINITY, f64::max);
     let mut line = format!(
-        "targets: ratio <= 1.5: {} (worst median {worst_ratio:.2}); peak RSS <= 100 MiB: {} (worst median {worst_peak:.1} MiB)",
-        verdict(worst_ratio <= 1.5),
+        "targets: ratio <= 1.5 at {} rows: {} (median {large_ratio:.2}{}); peak RSS <= 100 MiB: {} (worst median {worst_peak:.1} MiB)",
+        rows(large),
+        verdict(large_ratio <= 1.5),
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!("; {}", others.join(", "))
+        },
         verdict(worst_peak <= 100.0)
     );
     if by_size.len() > 1 {
