@@ -170,7 +170,12 @@ impl Server {
             .arg("--spool-dir")
             .arg(dir.join("spool"))
             .args(extra)
-            .env("RUST_LOG", "warn")
+            // Warnings only unless `BENCH_SERVER_LOG` says otherwise (e.g. `info`, the
+            // server's own default, to include its per-request log lines in the figures).
+            .env(
+                "RUST_LOG",
+                std::env::var("BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
