@@ -193,13 +193,39 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
     }
 }
 
-/// Reads a (non-multipart) body up to `limit` bytes: past it, `PAYLOAD_TOO_LARGE`.
+/// Reads a (non-multipart) body up to `limit` bytes: past it, `PAYLOAD_TOO_LARGE`, after
+/// reading and discarding the rest (up to the multipart drain limit), so a client still sending
+/// gets the 413 rather than a broken pipe.
 async fn limit_body(req: Request, limit: usize) -> Result<Request, AppError> {
+    use futures_util::StreamExt;
     let (parts, body) = req.into_parts();
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
-        AppError::PayloadTooLarge(format!("the request body is larger than {limit} bytes"))
-    })?;
-    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+    let mut stream = body.into_data_stream();
+    let mut bytes = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let Ok(chunk) = chunk else {
+            // The client went away mid-body: nothing to answer.
+            return Err(AppError::BadUserInput(
+                "the request body was cut short".into(),
+            ));
+        };
+        if bytes.len() + chunk.len() > limit {
+            let mut drained = (bytes.len() + chunk.len()) as u64;
+            while drained <= multipart::DRAIN_LIMIT {
+                match stream.next().await {
+                    Some(Ok(c)) => drained += c.len() as u64,
+                    _ => break,
+                }
+            }
+            return Err(AppError::PayloadTooLarge(format!(
+                "the request body is larger than {limit} bytes"
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(Request::from_parts(
+        parts,
+        axum::body::Body::from(bytes.freeze()),
+    ))
 }
 
 async fn parse(req: Request, state: &AppState) -> Result<BatchRequest, Response> {

@@ -87,7 +87,7 @@ fn too_large(limit: u64) -> AppError {
 
 /// Most bytes read and discarded after a body went over its limit, so that the client, still
 /// sending, sees the 413 response instead of a connection reset.
-const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
+pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// Reads and discards the rest of a field; returns the running total of discarded bytes.
 async fn drain_field(field: &mut axum::extract::multipart::Field<'_>, mut drained: u64) -> u64 {
