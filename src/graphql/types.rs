@@ -51,6 +51,19 @@ pub struct JobsArgs {
     pub after: Option<String>,
 }
 
+impl JobsArgs {
+    /// The page `first` and `after` ask for.
+    fn page(&self) -> Result<Page> {
+        let after = self
+            .after
+            .as_deref()
+            .map(|a| service::parse_id("`after`", a))
+            .transpose()
+            .gql()?;
+        Page::new(self.first, after).gql()
+    }
+}
+
 impl UploadStatus {
     /// `uploadStatus` in one statement when it can be: if the query selects
     /// `uploadJobStatuses` (under any aliases, always with the same arguments), the series, that
@@ -68,13 +81,7 @@ impl UploadStatus {
                 prefetched: None,
             });
         };
-        let after = args
-            .after
-            .as_deref()
-            .map(|a| service::parse_id("`after`", a))
-            .transpose()
-            .gql()?;
-        let page = Page::new(args.first, after).gql()?;
+        let page = args.page()?;
         let jobs_sel = ctx.look_ahead().field("uploadJobStatuses");
         let audience = jobs_sel.field("audienceGroup").exists()
             || jobs_sel.field("audienceGroupVersion").exists();
@@ -162,18 +169,7 @@ impl UploadStatus {
         if let Some((read, jobs, audience)) = &self.prefetched
             && *read == args
         {
-            let models: Vec<upload_job::Model> = jobs.iter().map(|j| j.job.clone()).collect();
-            let groups: Vec<audience_group::Model> =
-                jobs.iter().filter_map(|j| j.group.clone()).collect();
-            prime_job_loaders(
-                ctx,
-                rc,
-                &self.status.series,
-                &models,
-                audience.then_some(groups),
-            )
-            .await?;
-            return Ok(jobs
+            let jobs: Vec<UploadJob> = jobs
                 .iter()
                 .map(|j| {
                     UploadJob(
@@ -185,37 +181,33 @@ impl UploadStatus {
                         },
                     )
                 })
-                .collect());
+                .collect();
+            prime_job_loaders(ctx, rc, &self.status.series, &jobs).await?;
+            return Ok(jobs);
         }
-        let after = args
-            .after
-            .as_deref()
-            .map(|a| service::parse_id("`after`", a))
-            .transpose()
-            .gql()?;
-        let page = Page::new(args.first, after).gql()?;
+        let page = args.page()?;
         let jobs = service(ctx)?
             .upload_jobs(&rc.org, self.status.series.id, args.status.as_deref(), page)
             .await
             .gql()?;
-        prime_job_loaders(ctx, rc, &self.status.series, &jobs, None).await?;
-        Ok(jobs.into_iter().map(UploadJob::new).collect())
+        let jobs: Vec<UploadJob> = jobs.into_iter().map(UploadJob::new).collect();
+        prime_job_loaders(ctx, rc, &self.status.series, &jobs).await?;
+        Ok(jobs)
     }
 }
 
 /// Loads, in one statement per kind, the nested objects the query selects under a list of jobs,
 /// into the request's DataLoader caches. Without this, the DataLoaders' time-based batching
 /// splits a long list into several batches whenever resolving it outlasts the batch delay
-/// (seen: 15 statements for 200 jobs on SQLite, 47 on PostgreSQL, instead of 7). `read`: the
-/// jobs' groups, when they and the versions were read with the jobs (the jobs answer
-/// `audienceGroup` and `audienceGroupVersion` themselves then; the groups serve versions'
-/// `audienceGroup`). Loaders are touched only for what the query selects.
+/// (seen: 15 statements for 200 jobs on SQLite, 47 on PostgreSQL, instead of 7). Jobs whose
+/// group and version were read with them answer `audienceGroup` and `audienceGroupVersion`
+/// themselves; their groups only serve versions' `audienceGroup`. Loaders are touched only for
+/// what the query selects.
 async fn prime_job_loaders(
     ctx: &Context<'_>,
     rc: &super::RequestContext,
     series: &coupon_series::Model,
-    jobs: &[upload_job::Model],
-    read: Option<Vec<audience_group::Model>>,
+    jobs: &[UploadJob],
 ) -> Result<()> {
     use std::collections::BTreeSet;
     let look = ctx.look_ahead();
@@ -230,17 +222,18 @@ async fn prime_job_loaders(
     }
     let l = rc.loaders();
     l.coupon_series.feed_one(series.id, series.clone()).await;
-    let groups: BTreeSet<i64> = jobs.iter().filter_map(|j| j.audience_group_id).collect();
+    let groups: BTreeSet<i64> = jobs.iter().filter_map(|j| j.0.audience_group_id).collect();
     let versions: BTreeSet<i64> = jobs
         .iter()
-        .filter_map(|j| j.audience_group_version_id)
+        .filter_map(|j| j.0.audience_group_version_id)
         .collect();
-    let already = read.is_some();
-    if let Some(read) = read
-        && version_sel.field("audienceGroup").exists()
-    {
+    let already = jobs.first().is_some_and(|j| j.1.read);
+    if already && version_sel.field("audienceGroup").exists() {
         l.audience_group
-            .feed_many(read.into_iter().map(|g| (g.id, g)))
+            .feed_many(
+                jobs.iter()
+                    .filter_map(|j| j.1.group.clone().map(|g| (g.id, g))),
+            )
             .await;
     }
     let (g, gv, v) = futures_util::join!(

@@ -46,21 +46,18 @@ fn columns<E: EntityTrait>(table: &str, prefix: &str) -> String {
         .join(", ")
 }
 
-/// The series, each of its jobs, and each job's group and version, in one row per job.
-static STATUS_PAGE_SELECT: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "SELECT {}, {}, {}, {} FROM coupon_series s \
-         LEFT JOIN upload_job j ON j.org_id = s.org_id AND j.coupon_series_id = s.id{{jobs}} \
-         LEFT JOIN audience_group g ON {{audience}} AND g.id = j.audience_group_id AND g.org_id = s.org_id \
-         LEFT JOIN audience_group_version v ON {{audience}} AND v.id = j.audience_group_version_id AND v.org_id = s.org_id \
-         WHERE s.id = $1 AND s.org_id = $2 ORDER BY j.id DESC LIMIT {{limit}}",
+/// The select list of [`Service::upload_status_page`]: the series, the job, and the job's group
+/// and version, in one row per job. Built once.
+static STATUS_PAGE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    [
         columns::<coupon_series::Entity>("s", "s_"),
         // The jobs' columns keep their names: decoding a prefixed column formats its name, and
         // jobs are most of the rows' columns.
         columns::<upload_job::Entity>("j", ""),
         columns::<audience_group::Entity>("g", "g_"),
         columns::<audience_group_version::Entity>("v", "v_"),
-    )
+    ]
+    .join(", ")
 });
 
 impl Service {
@@ -94,10 +91,16 @@ impl Service {
             jobs.push_str(&format!(" AND j.id < ${}", values.len()));
         }
         // One row at least, so an empty page still tells whether the series exists.
-        let sql = STATUS_PAGE_SELECT
-            .replace("{jobs}", &jobs)
-            .replace("{audience}", if audience { "1 = 1" } else { "1 = 0" })
-            .replace("{limit}", &page.first.max(1).to_string());
+        let audience = if audience { "1 = 1" } else { "1 = 0" };
+        let sql = format!(
+            "SELECT {columns} FROM coupon_series s \
+             LEFT JOIN upload_job j ON j.org_id = s.org_id AND j.coupon_series_id = s.id{jobs} \
+             LEFT JOIN audience_group g ON {audience} AND g.id = j.audience_group_id AND g.org_id = s.org_id \
+             LEFT JOIN audience_group_version v ON {audience} AND v.id = j.audience_group_version_id AND v.org_id = s.org_id \
+             WHERE s.id = $1 AND s.org_id = $2 ORDER BY j.id DESC LIMIT {limit}",
+            columns = STATUS_PAGE_COLUMNS.as_str(),
+            limit = page.first.max(1),
+        );
         let rows = self
             .db
             .query_all_raw(crate::db::stmt(
