@@ -34,7 +34,7 @@ pub async fn build_state(s: AppSettings<'_>) -> anyhow::Result<AppState> {
     };
     let links = FileLinks::new(s.public_url, s.link_secret, s.link_ttl_secs);
     Ok(AppState::new(
-        Service::new(conn, storage, links),
+        Service::new(conn, storage, links).with_statement_counter(statements.clone()),
         statements,
         s.uploads,
         s.graphql,

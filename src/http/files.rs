@@ -10,10 +10,10 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::AppState;
+use super::Shared;
 use crate::error::AppError;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Shared> {
     Router::new().route("/files/{*key}", get(download))
 }
 
@@ -24,7 +24,7 @@ struct LinkParams {
 }
 
 async fn download(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Path(key): Path<String>,
     Query(p): Query<LinkParams>,
 ) -> Response {

@@ -17,12 +17,12 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use super::AppState;
 use super::multipart::{self, is_multipart};
+use super::{AppState, Shared};
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Shared> {
     Router::new().route("/graphql", get(graphql_get).post(graphql))
 }
 
@@ -35,7 +35,7 @@ fn is_websocket(req: &Request) -> bool {
 
 /// `GET /graphql`: a WebSocket upgrade (subscriptions), a browser asking for GraphiQL, or a
 /// GraphQL GET request.
-async fn graphql_get(state: State<AppState>, req: Request) -> Response {
+async fn graphql_get(state: State<Shared>, req: Request) -> Response {
     if is_websocket(&req) {
         let Some(protocol) = super::ws::protocol(req.headers()) else {
             return (
@@ -68,7 +68,7 @@ const ANONYMOUS_BODY_LIMIT: usize = 64 * 1024;
 /// pure introspection query (the schema is public: it is `schema.graphql`), so GraphiQL can show
 /// the docs before a key is pasted; its body is read only up to [`ANONYMOUS_BODY_LIMIT`].
 /// Anything else gets 401 with `UNAUTHENTICATED`.
-async fn graphql(State(state): State<AppState>, req: Request) -> Response {
+async fn graphql(State(state): State<Shared>, req: Request) -> Response {
     let accept = req
         .headers()
         .get(ACCEPT)

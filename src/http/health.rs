@@ -6,9 +6,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::Shared;
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Shared> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -20,7 +20,7 @@ async fn healthz() -> Json<Value> {
 }
 
 /// The database answers.
-async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+async fn readyz(State(state): State<Shared>) -> (StatusCode, Json<Value>) {
     if state.service.ready().await {
         (
             StatusCode::OK,

@@ -14,7 +14,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
-use super::AppState;
+use super::Shared;
 
 const BUCKETS: [f64; 11] = [
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -81,7 +81,7 @@ impl Metrics {
 
 /// Counts each request under its route pattern (never the raw path: ids would make it
 /// unbounded).
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -102,7 +102,7 @@ fn label(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
-pub async fn render(State(state): State<AppState>) -> Response {
+pub async fn render(State(state): State<Shared>) -> Response {
     let m = state.service.metrics();
     let mut out = String::new();
     let _ = writeln!(

@@ -27,7 +27,9 @@ use crate::db::StatementCounter;
 use crate::graphql::{AppSchema, GraphqlLimits};
 use crate::service::Service;
 
-/// Everything a handler needs; cheap to clone.
+/// Everything a handler needs. Built and adjusted by the caller, then handed to [`router`],
+/// which shares it behind one `Arc` ([`Shared`]): axum clones the state for every request and
+/// middleware, and a clone of this struct is dozens of reference counts and a `Vec` copy.
 #[derive(Clone)]
 pub struct AppState {
     pub service: Service,
@@ -49,6 +51,9 @@ pub struct AppState {
     /// GraphQL documents parsed lately, by their text (clients send the same few queries).
     pub(crate) docs: std::sync::Arc<graphql::DocCache>,
 }
+
+/// The state as handlers and middleware receive it.
+pub(crate) type Shared = std::sync::Arc<AppState>;
 
 impl AppState {
     pub fn new(
@@ -110,7 +115,7 @@ impl MakeRequestId for NewRequestId {
 /// Ends a request that takes longer than `request_timeout` with 504 `TIMEOUT`. Uploads and
 /// downloads (their length depends on the client's bandwidth) and WebSockets are exempt.
 async fn request_timeout(
-    axum::extract::State(state): axum::extract::State<AppState>,
+    axum::extract::State(state): axum::extract::State<Shared>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
@@ -154,6 +159,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// The whole HTTP API in one place.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
+    let state: Shared = std::sync::Arc::new(state);
     Router::new()
         .merge(graphql::router())
         .merge(rest::router())

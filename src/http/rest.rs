@@ -13,14 +13,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::AppState;
+use super::Shared;
 use super::multipart::{self, is_multipart};
 use crate::domain::CustomerIdentifierType;
 use crate::entity::upload_job;
 use crate::error::AppError;
 use crate::service::{NewUpload, Page, Service, parse_id};
 
-pub fn router() -> Router<AppState> {
+pub fn router() -> Router<Shared> {
     Router::new()
         .route(
             "/coupon/api/v1/upload/file/{coupon_series_id}",
@@ -129,7 +129,7 @@ struct StatusParams {
 
 /// `GET /coupon/api/v1/upload/getUploadStatus/{couponSeriesId}`: the series' jobs, newest first.
 async fn get_upload_status(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     headers: HeaderMap,
     Path(raw_id): Path<String>,
     Query(params): Query<StatusParams>,
@@ -193,7 +193,7 @@ fn optional_int(form: &multipart::SpooledForm, name: &str) -> Result<Option<i32>
 /// multipart fields `file`, `customerIdentifier` (default `NOT_TAGGED`),
 /// `customerIdentifierColumn`, `couponCodeColumn` and `hasHeader` (default `true`).
 async fn upload_file(
-    State(state): State<AppState>,
+    State(state): State<Shared>,
     Path(raw_id): Path<String>,
     req: Request,
 ) -> Response {

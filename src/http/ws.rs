@@ -19,7 +19,7 @@ use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 
-use super::AppState;
+use super::Shared;
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 
@@ -170,12 +170,12 @@ pub fn protocol(headers: &axum::http::HeaderMap) -> Option<WebSocketProtocols> {
         .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
 }
 
-pub fn upgrade(state: AppState, protocol: WebSocketProtocols, ws: WebSocketUpgrade) -> Response {
+pub fn upgrade(state: Shared, protocol: WebSocketProtocols, ws: WebSocketUpgrade) -> Response {
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| serve(socket, state, protocol))
 }
 
-async fn serve(socket: WebSocket, state: AppState, protocol: WebSocketProtocols) {
+async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols) {
     let (mut sink, stream) = socket.split();
     // Idle tracking: the operations in flight and the time of the last message either way.
     let activity: Arc<Mutex<Activity>> = Arc::new(Mutex::new(Activity::new()));

@@ -9,6 +9,7 @@ mod api_keys;
 mod audience;
 mod series;
 mod status;
+mod status_lane;
 mod uploads;
 
 pub use api_keys::{DEFAULT_KEY_CACHE_TTL, NewApiKey};
@@ -33,8 +34,13 @@ pub const DEFAULT_PAGE_SIZE: u64 = 100;
 /// The most items one page may hold; asking for more is `BAD_USER_INPUT`.
 pub const MAX_PAGE_SIZE: u64 = 500;
 
+/// The service: cheap to clone (one reference count), which resolvers and handlers do per
+/// request.
 #[derive(Clone)]
-pub struct Service {
+pub struct Service(Arc<ServiceParts>);
+
+/// What a [`Service`] holds, shared by its clones.
+pub struct ServiceParts {
     db: DatabaseConnection,
     storage: Storage,
     links: FileLinks,
@@ -43,11 +49,23 @@ pub struct Service {
     /// Woken when a job is created, so an idle worker starts at once.
     jobs_ready: Arc<Notify>,
     keys: Arc<api_keys::KeyCache>,
+    /// Counts the statements the service sends itself (the status lane's).
+    statements: crate::db::StatementCounter,
+    /// PostgreSQL: status pages are read in batches (see `status_lane`). Started on first use.
+    status_lane: std::sync::OnceLock<status_lane::StatusLane>,
+}
+
+impl std::ops::Deref for Service {
+    type Target = ServiceParts;
+
+    fn deref(&self) -> &ServiceParts {
+        &self.0
+    }
 }
 
 impl Service {
     pub fn new(db: DatabaseConnection, storage: Storage, links: FileLinks) -> Self {
-        Self {
+        Self(Arc::new(ServiceParts {
             events: JobEvents::new(db.clone()),
             metrics: Default::default(),
             db,
@@ -55,7 +73,18 @@ impl Service {
             links,
             jobs_ready: Arc::new(Notify::new()),
             keys: Arc::new(api_keys::KeyCache::new(api_keys::DEFAULT_KEY_CACHE_TTL)),
-        }
+            statements: Default::default(),
+            status_lane: Default::default(),
+        }))
+    }
+
+    /// Counts the statements the service sends without sea-orm on `counter` too (the one
+    /// `db::connect` counts sea-orm's on). Call before the service is cloned.
+    pub fn with_statement_counter(mut self, counter: crate::db::StatementCounter) -> Self {
+        Arc::get_mut(&mut self.0)
+            .expect("with_statement_counter is called before the service is cloned")
+            .statements = counter;
+        self
     }
 
     /// How long an authenticated key is trusted without asking the database again (zero: never).

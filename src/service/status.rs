@@ -72,43 +72,32 @@ impl Service {
         page: Page,
         audience: bool,
     ) -> AppResult<StatusPage> {
-        let mut values: Vec<Value> = vec![coupon_series_id.into(), org_of(org).into()];
-        let mut jobs = String::new();
-        if let Some(statuses) = statuses {
-            let mut list = Vec::with_capacity(statuses.len());
-            for s in statuses {
-                values.push(s.as_str().into());
-                list.push(format!("${}", values.len()));
-            }
-            if list.is_empty() {
-                jobs.push_str(" AND 1 = 0");
-            } else {
-                jobs.push_str(&format!(" AND j.upload_status IN ({})", list.join(", ")));
-            }
-        }
-        if let Some(after) = page.after {
-            values.push(after.into());
-            jobs.push_str(&format!(" AND j.id < ${}", values.len()));
-        }
-        // One row at least, so an empty page still tells whether the series exists.
-        let audience = if audience { "1 = 1" } else { "1 = 0" };
-        let sql = format!(
-            "SELECT {columns} FROM coupon_series s \
-             LEFT JOIN upload_job j ON j.org_id = s.org_id AND j.coupon_series_id = s.id{jobs} \
-             LEFT JOIN audience_group g ON {audience} AND g.id = j.audience_group_id AND g.org_id = s.org_id \
-             LEFT JOIN audience_group_version v ON {audience} AND v.id = j.audience_group_version_id AND v.org_id = s.org_id \
-             WHERE s.id = $1 AND s.org_id = $2 ORDER BY j.id DESC LIMIT {limit}",
-            columns = STATUS_PAGE_COLUMNS.as_str(),
-            limit = page.first.max(1),
-        );
-        let rows = self
-            .db
-            .query_all_raw(crate::db::stmt(
-                self.db.get_database_backend(),
-                &sql,
-                values,
-            ))
-            .await?;
+        let rows = if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+            let lane = self.status_lane.get_or_init(|| {
+                super::status_lane::StatusLane::start(
+                    self.db.get_postgres_connection_pool().clone(),
+                    &STATUS_PAGE_COLUMNS,
+                    self.statements.clone(),
+                )
+            });
+            let ask = super::status_lane::PageAsk {
+                coupon_series_id,
+                org_id: org_of(org),
+                after: page.after,
+                limit: page.first as i64,
+                statuses: statuses
+                    .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")),
+                audience,
+            };
+            lane.read(ask)
+                .await?
+                .into_iter()
+                .map(sea_orm::QueryResult::from)
+                .collect()
+        } else {
+            self.status_page_rows(org, coupon_series_id, statuses, page, audience)
+                .await?
+        };
         let first = rows
             .first()
             .ok_or_else(|| AppError::not_found("coupon series", coupon_series_id))?;
@@ -142,6 +131,54 @@ impl Service {
             },
             jobs,
         })
+    }
+
+    /// The rows of [`Self::upload_status_page`] in one statement of their own (SQLite).
+    async fn status_page_rows(
+        &self,
+        org: &OrgContext,
+        coupon_series_id: i64,
+        statuses: Option<&[UploadJobStatus]>,
+        page: Page,
+        audience: bool,
+    ) -> AppResult<Vec<sea_orm::QueryResult>> {
+        let mut values: Vec<Value> = vec![coupon_series_id.into(), org_of(org).into()];
+        let mut jobs = String::new();
+        if let Some(statuses) = statuses {
+            let mut list = Vec::with_capacity(statuses.len());
+            for s in statuses {
+                values.push(s.as_str().into());
+                list.push(format!("${}", values.len()));
+            }
+            if list.is_empty() {
+                jobs.push_str(" AND 1 = 0");
+            } else {
+                jobs.push_str(&format!(" AND j.upload_status IN ({})", list.join(", ")));
+            }
+        }
+        if let Some(after) = page.after {
+            values.push(after.into());
+            jobs.push_str(&format!(" AND j.id < ${}", values.len()));
+        }
+        // One row at least, so an empty page still tells whether the series exists.
+        let audience = if audience { "1 = 1" } else { "1 = 0" };
+        let sql = format!(
+            "SELECT {columns} FROM coupon_series s \
+             LEFT JOIN upload_job j ON j.org_id = s.org_id AND j.coupon_series_id = s.id{jobs} \
+             LEFT JOIN audience_group g ON {audience} AND g.id = j.audience_group_id AND g.org_id = s.org_id \
+             LEFT JOIN audience_group_version v ON {audience} AND v.id = j.audience_group_version_id AND v.org_id = s.org_id \
+             WHERE s.id = $1 AND s.org_id = $2 ORDER BY j.id DESC LIMIT {limit}",
+            columns = STATUS_PAGE_COLUMNS.as_str(),
+            limit = page.first.max(1),
+        );
+        Ok(self
+            .db
+            .query_all_raw(crate::db::stmt(
+                self.db.get_database_backend(),
+                &sql,
+                values,
+            ))
+            .await?)
     }
 
     /// `NOT_FOUND` unless the series exists in the caller's org.

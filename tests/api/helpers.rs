@@ -234,6 +234,14 @@ impl TestApp {
         (status, res.json().await.expect("json body"))
     }
 
+    pub fn backend(&self) -> Backend {
+        if self.pg_schema.is_some() {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+
     pub fn statements(&self) -> u64 {
         self.state.statements.get()
     }

@@ -16,6 +16,7 @@ db_tests!(
     lookups_by_id_never_cross_orgs,
     coupon_series_list_is_a_relay_connection,
     malformed_ids_and_page_sizes_are_bad_user_input,
+    concurrent_requests_get_their_own_answers,
 );
 
 const ALL_FIELDS: &str = r#"
@@ -442,4 +443,140 @@ async fn malformed_ids_and_page_sizes_are_bad_user_input(app: TestApp) {
             .map(Vec::len),
         Some(3)
     );
+}
+
+/// On PostgreSQL, concurrent status requests are read in batches, one statement for many
+/// requests of different orgs, series, pages and filters. Each must get exactly the answer it
+/// gets alone: over HTTP, and straight from the service, where the batching is certain.
+async fn concurrent_requests_get_their_own_answers(app: TestApp) {
+    use coupon_upload_api::domain::{OrgContext, UploadJobStatus};
+    use coupon_upload_api::service::Page;
+    let f = seed(&app).await;
+    let key_a = app.key(ORG_A, Permission::Read).await;
+    let key_b = app.key(ORG_B, Permission::Read).await;
+    let q = r#"query($id: ID!, $first: Int, $after: String, $status: [UploadJobStatus!]) {
+        uploadStatus(couponSeriesId: $id) { couponSeriesId uploadJobStatuses(first: $first, after: $after, status: $status) {
+            jobId orgId uploadStatus audienceGroup { id name } audienceGroupVersion { id versionNumber } } } }"#;
+    let [_, j2, _] = f.jobs.map(|j| j.to_string());
+    let asks: Vec<(&str, Value)> = vec![
+        (&key_a, json!({ "id": f.series.to_string() })),
+        (&key_a, json!({ "id": f.series.to_string(), "first": 1 })),
+        (&key_a, json!({ "id": f.series.to_string(), "after": j2 })),
+        (
+            &key_a,
+            json!({ "id": f.series.to_string(), "status": ["ERRORED"] }),
+        ),
+        (&key_a, json!({ "id": f.series.to_string(), "status": [] })),
+        (&key_a, json!({ "id": f.series.to_string(), "first": 0 })),
+        (&key_a, json!({ "id": f.empty_series.to_string() })),
+        (&key_a, json!({ "id": f.other_series.to_string() })),
+        (&key_a, json!({ "id": "987654321" })),
+        (&key_b, json!({ "id": f.other_series.to_string() })),
+        (&key_b, json!({ "id": f.series.to_string() })),
+    ];
+    let mut alone = Vec::new();
+    for (key, vars) in &asks {
+        alone.push(app.gql(Some(key), q, vars.clone()).await);
+    }
+    // The answers alone are the known ones (spot checks; the other tests check values).
+    let jobs = |r: &(StatusCode, Value)| r.1["data"]["uploadStatus"]["uploadJobStatuses"].clone();
+    assert_eq!(jobs(&alone[0]).as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        jobs(&alone[0])[0]["audienceGroup"]["id"],
+        f.group.to_string()
+    );
+    assert_eq!(jobs(&alone[3]).as_array().map(Vec::len), Some(1));
+    assert_eq!(jobs(&alone[4]), json!([]));
+    assert_eq!(jobs(&alone[6]), json!([]));
+    assert_eq!(code(&alone[7].1), "NOT_FOUND");
+    assert_eq!(code(&alone[8].1), "NOT_FOUND");
+    assert_eq!(
+        jobs(&alone[9])[0]["audienceGroup"]["id"],
+        f.other_group.to_string()
+    );
+    assert_eq!(code(&alone[10].1), "NOT_FOUND");
+
+    // Every ask eight times over, all at once, in a shuffled order.
+    let mut order: Vec<usize> = (0..asks.len()).cycle().take(asks.len() * 8).collect();
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in (1..order.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        order.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let together = futures_util::future::join_all(
+        order
+            .iter()
+            .map(|&i| app.gql(Some(asks[i].0), q, asks[i].1.clone())),
+    )
+    .await;
+    for (&i, got) in order.iter().zip(&together) {
+        assert_eq!(
+            got, &alone[i],
+            "ask {i} ({}) answered differently",
+            asks[i].1
+        );
+    }
+
+    // Straight from the service: all futures queue before a lane can take one.
+    let org = |org_id| OrgContext {
+        org_id,
+        permission: Permission::Read,
+        api_key_id: 0,
+    };
+    let service = &app.state.service;
+    let (a, b) = (org(ORG_A), org(ORG_B));
+    let finished = [UploadJobStatus::Finished];
+    let calls = 60;
+    let before = app.statements();
+    let pages = futures_util::future::join_all((0..calls).map(|i| {
+        let (who, series, statuses) = match i % 4 {
+            0 => (&a, f.series, None),
+            1 => (&a, f.series, Some(&finished[..])),
+            2 => (&b, f.other_series, None),
+            _ => (&b, f.series, None),
+        };
+        service.upload_status_page(
+            who,
+            series,
+            statuses,
+            Page::new(None, None).unwrap(),
+            i % 2 == 0,
+        )
+    }))
+    .await;
+    let sent = app.statements() - before;
+    for (i, page) in pages.iter().enumerate() {
+        match i % 4 {
+            0 => {
+                let page = page.as_ref().expect("own series");
+                assert_eq!(page.jobs.len(), 3);
+                assert!(page.jobs.iter().all(|j| j.job.org_id == ORG_A));
+                assert!(page.jobs[0].group.is_some(), "audience asked for");
+            }
+            1 => {
+                let page = page.as_ref().expect("own series");
+                let ids: Vec<i64> = page.jobs.iter().map(|j| j.job.id).collect();
+                assert_eq!(ids, [f.jobs[2], f.jobs[0]]);
+                assert!(
+                    page.jobs.iter().all(|j| j.group.is_none()),
+                    "audience not asked for"
+                );
+            }
+            2 => {
+                let page = page.as_ref().expect("own series");
+                let ids: Vec<i64> = page.jobs.iter().map(|j| j.job.id).collect();
+                assert_eq!(ids, [f.other_job]);
+            }
+            _ => assert!(page.is_err(), "another org's series must not be found"),
+        }
+    }
+    println!("{calls} concurrent status pages took {sent} statement(s)");
+    if app.backend() == crate::helpers::Backend::Postgres {
+        assert!(
+            sent <= calls / 2,
+            "{sent} statements for {calls} pages: not batched"
+        );
+    }
 }
