@@ -2,6 +2,7 @@
 //! [`RequestContext`] (org + request-scoped DataLoaders), call one service method, and map its
 //! errors with `.gql()` so every error carries `extensions.code`.
 
+pub mod compiled;
 mod loaders;
 mod mutation;
 mod query;

@@ -22,11 +22,28 @@ pub async fn traced(
     res
 }
 
+/// Runs a compiled answer (`graphql::compiled`) in the operation's span, and logs it as an
+/// operation when it answered (a declined one runs through [`traced`] next).
+pub async fn traced_compiled<F: Future<Output = Option<Vec<u8>>>>(
+    answer: F,
+    operation: &str,
+) -> Option<Vec<u8>> {
+    let span = tracing::info_span!("graphql", operation, compiled = true);
+    let start = Instant::now();
+    let body = answer.instrument(span.clone()).await?;
+    log_line(&span, 0, "OK", start);
+    Some(body)
+}
+
 fn log(span: &tracing::Span, res: &Response, start: Instant) {
     let code = crate::http::graphql::first_error_code(res);
+    log_line(span, res.errors.len(), &code, start);
+}
+
+fn log_line(span: &tracing::Span, errors: usize, code: &str, start: Instant) {
     span.in_scope(|| {
         tracing::info!(
-            errors = res.errors.len(),
+            errors,
             code = %code,
             elapsed_ms = start.elapsed().as_secs_f64() * 1000.0,
             "graphql operation"

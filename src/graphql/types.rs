@@ -17,7 +17,7 @@ use crate::error::{AppError, GqlResultExt};
 use crate::service::{self, Page};
 
 /// GraphQL `Int` is 32-bit; counts are stored as 64-bit and saturate (never wrap) on the way out.
-fn int(n: i64) -> i32 {
+pub(crate) fn int(n: i64) -> i32 {
     i32::try_from(n).unwrap_or(if n < 0 { i32::MIN } else { i32::MAX })
 }
 
@@ -53,7 +53,7 @@ pub struct JobsArgs {
 
 impl JobsArgs {
     /// The page `first` and `after` ask for.
-    fn page(&self) -> Result<Page> {
+    pub(crate) fn page(&self) -> Result<Page> {
         let after = self
             .after
             .as_deref()

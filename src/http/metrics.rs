@@ -38,6 +38,8 @@ pub struct Metrics {
     operations: Arc<Mutex<BTreeMap<String, BTreeMap<String, u64>>>>,
     latency: Arc<Mutex<BTreeMap<String, Histogram>>>,
     rows_processed: Arc<AtomicU64>,
+    /// Operations answered by a compiled plan (`graphql::compiled`).
+    compiled_answers: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -71,6 +73,15 @@ impl Metrics {
                 .entry(code.to_owned())
                 .or_default() += 1;
         }
+    }
+
+    /// An operation was answered by its compiled plan.
+    pub fn count_compiled_answer(&self) {
+        self.compiled_answers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn compiled_answers(&self) -> u64 {
+        self.compiled_answers.load(Ordering::Relaxed)
     }
 
     /// Rows the worker committed (accepted and rejected alike).
@@ -170,6 +181,11 @@ pub async fn render(State(state): State<Shared>) -> Response {
         out,
         "# HELP upload_rows_processed_total Rows committed by this instance's worker.\n# TYPE upload_rows_processed_total counter\nupload_rows_processed_total {}",
         m.rows_processed.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP graphql_compiled_answers_total Operations answered by a compiled status plan instead of the executor.\n# TYPE graphql_compiled_answers_total counter\ngraphql_compiled_answers_total {}",
+        m.compiled_answers()
     );
     let _ = writeln!(
         out,

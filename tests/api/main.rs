@@ -6,6 +6,7 @@ mod helpers;
 mod auth;
 mod cli;
 mod cluster;
+mod compiled;
 mod crash;
 mod fixtures;
 mod http_misc;
