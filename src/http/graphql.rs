@@ -88,10 +88,11 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
             let Ok(mut batch) = parse(req, &state).await else {
                 return error_response(e);
             };
-            let docs = prepare(&mut batch, &state.docs);
+            let docs = prepare(&batch, &state.docs);
             if !(state.limits.introspection && docs.iter().all(|d| d.introspection_only)) {
                 return error_response(e);
             }
+            hand_parsed(&mut batch, &docs);
             let mut res = execute(&state, batch, &docs).await;
             code_client_errors(&mut res);
             return respond(res, &accept);
@@ -119,7 +120,7 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
         }
     };
     let mut batch = batch;
-    let docs = prepare(&mut batch, &state.docs);
+    let docs = prepare(&batch, &state.docs);
     if let Err(e) = check_limits(&docs, &state.limits) {
         return error_response(e);
     }
@@ -136,6 +137,7 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
     if let Some(res) = answer_compiled(&state, &batch, &docs, &org, &accept).await {
         return res;
     }
+    hand_parsed(&mut batch, &docs);
     let ctx = RequestContext::new(state.service.clone(), org);
     let mut res = execute(&state, batch.data(ctx), &docs).await;
     code_client_errors(&mut res);
@@ -463,12 +465,12 @@ impl ParsedDoc {
     }
 }
 
-/// Parses each request's document once (or takes it from the cache) and hands it to the
-/// request, so the schema does not parse it again; returns what the handler checks.
-fn prepare(batch: &mut BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
-    let requests: Vec<&mut async_graphql::Request> = match batch {
+/// Parses each request's document once (or takes it from the cache); returns what the handler
+/// checks, with the parsed document.
+fn prepare(batch: &BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
+    let requests: Vec<&async_graphql::Request> = match batch {
         BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter_mut().collect(),
+        BatchRequest::Batch(rs) => rs.iter().collect(),
     };
     requests
         .into_iter()
@@ -485,12 +487,23 @@ fn prepare(batch: &mut BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
                 introspection_only: parsed.as_ref().is_some_and(|p| p.introspection_only),
                 parsed: parsed.clone(),
             };
-            if let Some(p) = parsed {
-                r.set_parsed_query(p.doc.clone());
-            }
             summary
         })
         .collect()
+}
+
+/// Hands each request its parsed document, so the schema does not parse it again (a copy: the
+/// executor takes it by value). Only for requests the executor runs.
+fn hand_parsed(batch: &mut BatchRequest, docs: &[DocSummary]) {
+    let requests: Vec<&mut async_graphql::Request> = match batch {
+        BatchRequest::Single(r) => vec![r],
+        BatchRequest::Batch(rs) => rs.iter_mut().collect(),
+    };
+    for (r, d) in requests.into_iter().zip(docs) {
+        if let Some(p) = &d.parsed {
+            r.set_parsed_query(p.doc.clone());
+        }
+    }
 }
 
 /// The code of a response's first error, `OK` without errors.
