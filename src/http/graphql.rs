@@ -476,7 +476,7 @@ fn prepare(batch: &BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
         .into_iter()
         .map(|r| {
             let parsed = cache.get_or_parse(&r.query);
-            let summary = DocSummary {
+            DocSummary {
                 name: r
                     .operation_name
                     .clone()
@@ -485,9 +485,8 @@ fn prepare(batch: &BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
                 aliases: parsed.as_ref().map_or(0, |p| p.aliases),
                 has_mutation: parsed.as_ref().is_some_and(|p| p.has_mutation),
                 introspection_only: parsed.as_ref().is_some_and(|p| p.introspection_only),
-                parsed: parsed.clone(),
-            };
-            summary
+                parsed,
+            }
         })
         .collect()
 }
