@@ -41,7 +41,8 @@ pub struct ServeArgs {
     pub file_link_ttl_secs: i64,
     /// Most database connections in the pool. Default: two per CPU core, at least 4. More
     /// only queue work inside the database: under the status benchmark on 2 cores, 4
-    /// connections gave p99 11 ms where 16 gave 14 ms, at the same throughput.
+    /// connections gave p99 11 ms where 16 gave 14 ms, at the same throughput. On PostgreSQL,
+    /// status reads hold two connections more, outside the pool (`service::status_lane`).
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = default_db_connections())]
     pub db_max_connections: u32,
     /// Largest upload accepted, in bytes (past it: HTTP 413, `PAYLOAD_TOO_LARGE`).
