@@ -72,11 +72,10 @@ impl Service {
         page: Page,
         audience: bool,
     ) -> AppResult<StatusPage> {
-        let rows = if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        let found = if self.db.get_database_backend() == sea_orm::DbBackend::Postgres {
             let lane = self.status_lane.get_or_init(|| {
                 super::status_lane::StatusLane::start(
                     self.db.get_postgres_connection_pool().clone(),
-                    &STATUS_PAGE_COLUMNS,
                     self.statements.clone(),
                 )
             });
@@ -89,41 +88,13 @@ impl Service {
                     .map(|s| s.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")),
                 audience,
             };
-            lane.read(ask)
-                .await?
-                .into_iter()
-                .map(sea_orm::QueryResult::from)
-                .collect()
+            lane.read(ask).await?
         } else {
             self.status_page_rows(org, coupon_series_id, statuses, page, audience)
                 .await?
         };
-        let first = rows
-            .first()
-            .ok_or_else(|| AppError::not_found("coupon series", coupon_series_id))?;
-        let series = coupon_series::Model::from_query_result(first, "s_")?;
-        let present = |row: &sea_orm::QueryResult, id: &str| -> AppResult<bool> {
-            Ok(row.try_get::<Option<i64>>("", id)?.is_some())
-        };
-        let mut jobs = Vec::with_capacity(rows.len());
-        for row in rows.iter().take(page.first as usize) {
-            if !present(row, "id")? {
-                continue;
-            }
-            jobs.push(JobWithAudience {
-                job: upload_job::Model::from_query_result(row, "")?,
-                group: if present(row, "g_id")? {
-                    Some(audience_group::Model::from_query_result(row, "g_")?)
-                } else {
-                    None
-                },
-                version: if present(row, "v_id")? {
-                    Some(audience_group_version::Model::from_query_result(row, "v_")?)
-                } else {
-                    None
-                },
-            });
-        }
+        let (series, jobs) =
+            found.ok_or_else(|| AppError::not_found("coupon series", coupon_series_id))?;
         Ok(StatusPage {
             status: UploadStatus {
                 org_id: org.org_id,
@@ -133,7 +104,8 @@ impl Service {
         })
     }
 
-    /// The rows of [`Self::upload_status_page`] in one statement of their own (SQLite).
+    /// [`Self::upload_status_page`] in one statement of its own, decoded by column name
+    /// (SQLite).
     async fn status_page_rows(
         &self,
         org: &OrgContext,
@@ -141,7 +113,7 @@ impl Service {
         statuses: Option<&[UploadJobStatus]>,
         page: Page,
         audience: bool,
-    ) -> AppResult<Vec<sea_orm::QueryResult>> {
+    ) -> AppResult<super::status_lane::Found> {
         let mut values: Vec<Value> = vec![coupon_series_id.into(), org_of(org).into()];
         let mut jobs = String::new();
         if let Some(statuses) = statuses {
@@ -171,14 +143,41 @@ impl Service {
             columns = STATUS_PAGE_COLUMNS.as_str(),
             limit = page.first.max(1),
         );
-        Ok(self
+        let rows = self
             .db
             .query_all_raw(crate::db::stmt(
                 self.db.get_database_backend(),
                 &sql,
                 values,
             ))
-            .await?)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let series = coupon_series::Model::from_query_result(first, "s_")?;
+        let present = |row: &sea_orm::QueryResult, id: &str| -> AppResult<bool> {
+            Ok(row.try_get::<Option<i64>>("", id)?.is_some())
+        };
+        let mut jobs = Vec::with_capacity(rows.len());
+        for row in rows.iter().take(page.first as usize) {
+            if !present(row, "id")? {
+                continue;
+            }
+            jobs.push(JobWithAudience {
+                job: upload_job::Model::from_query_result(row, "")?,
+                group: if present(row, "g_id")? {
+                    Some(audience_group::Model::from_query_result(row, "g_")?)
+                } else {
+                    None
+                },
+                version: if present(row, "v_id")? {
+                    Some(audience_group_version::Model::from_query_result(row, "v_")?)
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(Some((series, jobs)))
     }
 
     /// `NOT_FOUND` unless the series exists in the caller's org.

@@ -21,7 +21,9 @@ use sea_orm::sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sea_orm::sqlx::{self, Connection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::status::JobWithAudience;
 use crate::db::StatementCounter;
+use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::{AppError, AppResult};
 
 /// Most requests read by one statement.
@@ -46,9 +48,12 @@ pub struct PageAsk {
     pub audience: bool,
 }
 
+/// A series and a page of its jobs; `None`: the series is not the org's.
+pub type Found = Option<(coupon_series::Model, Vec<JobWithAudience>)>;
+
 struct Queued {
     ask: PageAsk,
-    reply: oneshot::Sender<Result<Vec<PgRow>, Arc<sqlx::Error>>>,
+    reply: oneshot::Sender<Result<Found, Arc<sqlx::Error>>>,
 }
 
 pub struct StatusLane {
@@ -63,14 +68,14 @@ struct LaneShared {
 }
 
 impl StatusLane {
-    /// Starts [`LANES`] lane tasks reading with `columns` (the select list over `s`, `j`, `g`
-    /// and `v`). They end when the lane is dropped; their connections close with them.
-    pub fn start(pool: PgPool, columns: &str, statements: StatementCounter) -> Self {
+    /// Starts [`LANES`] lane tasks. They end when the lane is dropped; their connections
+    /// close with them.
+    pub fn start(pool: PgPool, statements: StatementCounter) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(LaneShared {
             rx: Mutex::new(rx),
             pool,
-            sql: batch_sql(columns).into(),
+            sql: batch_sql().into(),
             statements,
         });
         for _ in 0..LANES {
@@ -79,9 +84,9 @@ impl StatusLane {
         Self { tx }
     }
 
-    /// The rows of one page: none when the series is not the org's, else one per job (or one
-    /// with the job's columns NULL when the page is empty), newest first.
-    pub async fn read(&self, ask: PageAsk) -> AppResult<Vec<PgRow>> {
+    /// The series and its page of jobs, newest first (with their groups and versions when
+    /// asked); `None` when the series is not the org's.
+    pub async fn read(&self, ask: PageAsk) -> AppResult<Found> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Queued { ask, reply })
@@ -98,11 +103,168 @@ impl StatusLane {
     }
 }
 
+/// Declares an entity's columns in the order its model's fields are decoded: `$cols`, the
+/// column names (the fields' names), and `$decode`, the model from the row's columns from
+/// `*at` on, by position (no name lookups; the struct literal names every field, so a new one
+/// is a compile error here, not a silent gap).
+macro_rules! by_position {
+    ($cols:ident, $decode:ident, $entity:ident { $($field:ident),+ $(,)? }) => {
+        const $cols: &[&str] = &[$(stringify!($field)),+];
+
+        fn $decode(row: &PgRow, at: &mut usize) -> Result<$entity::Model, sqlx::Error> {
+            Ok($entity::Model {
+                $($field: {
+                    let v = row.try_get(*at)?;
+                    *at += 1;
+                    v
+                }),+
+            })
+        }
+    };
+}
+
+by_position!(
+    SERIES_COLUMNS,
+    series_at,
+    coupon_series {
+        id,
+        org_id,
+        name,
+        description,
+        client_handling_type,
+        max_create,
+        allow_multiple_per_customer,
+        code_max_length,
+        num_uploaded_total,
+        created_on,
+        updated_on,
+    }
+);
+by_position!(
+    JOB_COLUMNS,
+    job_at,
+    upload_job {
+        id,
+        org_id,
+        coupon_series_id,
+        upload_status,
+        customer_identifier,
+        customer_identifier_column,
+        coupon_code_column,
+        has_header,
+        uploaded_file_name,
+        uploaded_file_key,
+        uploaded_file_size,
+        error_file_key,
+        success_file_key,
+        upload_table_name,
+        actual_row_count,
+        total_uploaded_count,
+        error_count,
+        processed_row_count,
+        error_reason,
+        audience_group_id,
+        audience_group_version_id,
+        cancel_requested,
+        lease_owner,
+        lease_expires_ms,
+        phase,
+        committed_through,
+        coupon_id_base,
+        attempts,
+        created_on,
+        updated_on,
+        finished_on,
+    }
+);
+by_position!(
+    GROUP_COLUMNS,
+    group_at,
+    audience_group {
+        id,
+        org_id,
+        coupon_series_id,
+        name,
+        group_type,
+        status,
+        customer_count,
+        latest_version_number,
+        created_on,
+        updated_on,
+    }
+);
+by_position!(
+    VERSION_COLUMNS,
+    version_at,
+    audience_group_version {
+        id,
+        org_id,
+        audience_group_id,
+        version_number,
+        customer_count,
+        status,
+        upload_job_id,
+        created_on,
+    }
+);
+
+/// A model from a `LEFT JOIN`: `None` when its id is NULL (its columns are skipped).
+fn optional_at<M>(
+    row: &PgRow,
+    at: &mut usize,
+    columns: usize,
+    decode: fn(&PgRow, &mut usize) -> Result<M, sqlx::Error>,
+) -> Result<Option<M>, sqlx::Error> {
+    if row.try_get::<Option<i64>, _>(*at)?.is_none() {
+        *at += columns;
+        return Ok(None);
+    }
+    decode(row, at).map(Some)
+}
+
+/// One request's rows (ordinal first, then series, job, group and version columns) decoded.
+fn decode(rows: &[PgRow]) -> Result<Found, sqlx::Error> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let series = series_at(first, &mut 1)?;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for row in rows {
+        let mut at = 1 + SERIES_COLUMNS.len();
+        let Some(job) = optional_at(row, &mut at, JOB_COLUMNS.len(), job_at)? else {
+            // The series has no job on this page.
+            continue;
+        };
+        let group = optional_at(row, &mut at, GROUP_COLUMNS.len(), group_at)?;
+        let version = optional_at(row, &mut at, VERSION_COLUMNS.len(), version_at)?;
+        jobs.push(JobWithAudience {
+            job,
+            group,
+            version,
+        });
+    }
+    Ok(Some((series, jobs)))
+}
+
 /// One statement for a batch: each request is a row of `unnest(…) WITH ORDINALITY`, and its
 /// rows come back together, in request order, each tagged with the request's ordinal first.
 /// Groups and versions are joined on the job's org (the series' org, by the `LATERAL` filter):
 /// on the series' own, the planner scanned the org's whole group index per job.
-fn batch_sql(columns: &str) -> String {
+fn batch_sql() -> String {
+    let list = |alias: &str, columns: &[&str]| {
+        columns
+            .iter()
+            .map(|c| format!("{alias}.\"{c}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let columns = [
+        list("s", SERIES_COLUMNS),
+        list("j", JOB_COLUMNS),
+        list("g", GROUP_COLUMNS),
+        list("v", VERSION_COLUMNS),
+    ]
+    .join(", ");
     format!(
         "SELECT r.n, {columns} \
          FROM unnest($1::int8[], $2::int8[], $3::int8[], $4::int8[], $5::text[], $6::bool[]) \
@@ -154,16 +316,18 @@ async fn serve(shared: Arc<LaneShared>) {
     }
 }
 
-/// Splits the rows by their request ordinal (1-based, in order) and answers each request.
+/// Splits the rows by their request ordinal (1-based, in order) and answers each request with
+/// its rows decoded.
 fn answer(batch: Vec<Queued>, rows: Vec<PgRow>) {
-    let mut rows = rows.into_iter().peekable();
+    let mut rest = &rows[..];
     for (i, q) in batch.into_iter().enumerate() {
         let n = i as i64 + 1;
-        let mut mine = Vec::new();
-        while let Some(row) = rows.next_if(|r| r.try_get::<i64, _>(0).is_ok_and(|m| m == n)) {
-            mine.push(row);
-        }
-        let _ = q.reply.send(Ok(mine));
+        let mine = rest
+            .iter()
+            .take_while(|r| r.try_get::<i64, _>(0).is_ok_and(|m| m == n))
+            .count();
+        let _ = q.reply.send(decode(&rest[..mine]).map_err(Arc::new));
+        rest = &rest[mine..];
     }
 }
 
