@@ -379,8 +379,8 @@ async fn read_batch(
                 *conn = Some((c, Instant::now()));
                 return Ok(rows);
             }
-            Err(e @ (sqlx::Error::Io(_) | sqlx::Error::Protocol(_))) if attempt == 1 => {
-                tracing::warn!(error = %e, "status lane connection failed; reconnecting");
+            Err(e) if attempt == 1 && connection_lost(&e) => {
+                tracing::warn!(error = %e, "status lane connection lost; reconnecting");
             }
             Err(e) => {
                 // Possibly mid-message: not worth keeping.
@@ -400,4 +400,17 @@ async fn connect(pool: &PgPool) -> Result<PgConnection, sqlx::Error> {
         .execute(&mut c)
         .await?;
     Ok(c)
+}
+
+/// The error says the connection is gone, not that the statement failed: I/O, a broken
+/// protocol, or the server ending the session (SQLSTATE class 08, connection exception, or
+/// 57P0x: administrator or crash shutdown, e.g. a restart or `pg_terminate_backend`).
+fn connection_lost(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
 }

@@ -17,6 +17,7 @@ db_tests!(
     coupon_series_list_is_a_relay_connection,
     malformed_ids_and_page_sizes_are_bad_user_input,
     concurrent_requests_get_their_own_answers,
+    status_reads_survive_lost_connections,
 );
 
 const ALL_FIELDS: &str = r#"
@@ -579,4 +580,45 @@ async fn concurrent_requests_get_their_own_answers(app: TestApp) {
             "{sent} statements for {calls} pages: not batched"
         );
     }
+}
+
+/// PostgreSQL: the status reads' own connections ended by the server (a restart, an
+/// administrator) are replaced, and the request that finds one gone is still answered.
+async fn status_reads_survive_lost_connections(app: TestApp) {
+    use sea_orm::ConnectionTrait;
+    let f = seed(&app).await;
+    let key = app.key(ORG_A, Permission::Read).await;
+    let q = "query($id: ID!) { uploadStatus(couponSeriesId: $id) { uploadJobStatuses { jobId } } }";
+    let vars = json!({ "id": f.series.to_string() });
+    let jobs = |d: &Value| {
+        d["uploadStatus"]["uploadJobStatuses"]
+            .as_array()
+            .map(Vec::len)
+    };
+    for round in 0..3 {
+        let data = app.gql_ok(&key, q, vars.clone()).await;
+        assert_eq!(jobs(&data), Some(3), "round {round}");
+        if app.backend() != crate::helpers::Backend::Postgres {
+            continue;
+        }
+        // Every session but this one whose last statement was a status batch.
+        let ended = app
+            .state
+            .service
+            .db()
+            .query_all_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE pid <> pg_backend_pid() AND query LIKE 'SELECT r.n, s.\"id\"%' \
+                   AND datname = current_database() AND query NOT LIKE '%pg_terminate_backend%'",
+            ))
+            .await
+            .expect("terminate");
+        assert!(
+            !ended.is_empty(),
+            "round {round}: no status connection to end"
+        );
+    }
+    let data = app.gql_ok(&key, q, vars).await;
+    assert_eq!(jobs(&data), Some(3));
 }
