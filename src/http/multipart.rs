@@ -100,7 +100,11 @@ async fn drain_field(field: &mut axum::extract::multipart::Field<'_>, mut draine
     drained
 }
 
-/// Reads the whole body, spooling files, enforcing `limits` as it goes.
+/// Reads the whole body, spooling files, enforcing `limits` as it goes. A refused body (a file
+/// or field over its limit, one file too many, a field that is not UTF-8) is read on and
+/// discarded, up to [`DRAIN_LIMIT`], so that the client, still sending, gets the error
+/// rather than a connection reset. (A body the multipart parser cannot read is not: past a
+/// broken boundary there is nothing to skip by.)
 pub async fn spool(req: Request, limits: &UploadLimits) -> Result<SpooledForm, AppError> {
     let mut mp = Multipart::from_request(req, &())
         .await
@@ -109,72 +113,83 @@ pub async fn spool(req: Request, limits: &UploadLimits) -> Result<SpooledForm, A
         fields: Vec::new(),
         files: Vec::new(),
     };
-    while let Some(mut field) = mp
-        .next_field()
-        .await
-        .map_err(|e| malformed(e.body_text()))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
-        if let Some(file_name) = field.file_name().map(str::to_owned) {
-            if form.files.len() >= limits.max_files {
-                return Err(AppError::BadUserInput(format!(
-                    "at most {} file(s) per request",
-                    limits.max_files
-                )));
-            }
-            let content_type = field.content_type().map(str::to_owned);
-            let std_file = tempfile::tempfile_in(&limits.spool_dir).map_err(|e| {
-                AppError::Internal(anyhow::Error::new(e).context("creating a spool file"))
-            })?;
-            let mut file = tokio::fs::File::from_std(std_file);
-            let mut size = 0u64;
-            while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
-                size += chunk.len() as u64;
-                if size > limits.max_file_bytes {
-                    drop(file);
-                    let mut drained = drain_field(&mut field, 0).await;
-                    drop(field);
-                    while drained <= DRAIN_LIMIT {
-                        match mp.next_field().await {
-                            Ok(Some(mut f)) => drained = drain_field(&mut f, drained).await,
-                            _ => break,
-                        }
-                    }
-                    return Err(too_large(limits.max_file_bytes));
-                }
-                file.write_all(&chunk).await.map_err(|e| {
-                    AppError::Internal(anyhow::Error::new(e).context("spooling an upload"))
-                })?;
-            }
-            file.flush()
-                .await
-                .map_err(|e| AppError::Internal(e.into()))?;
-            let mut std_file = file.into_std().await;
-            std::io::Seek::rewind(&mut std_file).map_err(|e| AppError::Internal(e.into()))?;
-            form.files.push(SpooledFile {
-                field: name,
-                file_name,
-                content_type,
-                file: std_file,
-                size,
-            });
-        } else {
-            let mut value = Vec::new();
-            while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
-                if value.len() + chunk.len() > limits.max_field_bytes {
-                    return Err(AppError::PayloadTooLarge(format!(
-                        "form field `{name}` is larger than {} bytes",
-                        limits.max_field_bytes
-                    )));
-                }
-                value.extend_from_slice(&chunk);
-            }
-            let value = String::from_utf8(value)
-                .map_err(|_| AppError::BadUserInput(format!("form field `{name}` is not UTF-8")))?;
-            form.fields.push((name, value));
+    let (error, mut drained) = loop {
+        let mut field = match mp.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => return Ok(form),
+            Err(e) => return Err(malformed(e.body_text())),
+        };
+        if let Err(e) = read_field(&mut field, &mut form, limits).await {
+            let drained = drain_field(&mut field, 0).await;
+            break (e, drained);
+        }
+    };
+    while drained <= DRAIN_LIMIT {
+        match mp.next_field().await {
+            Ok(Some(mut f)) => drained = drain_field(&mut f, drained).await,
+            _ => break,
         }
     }
-    Ok(form)
+    Err(error)
+}
+
+/// One part of the form: a file, spooled, or a text field.
+async fn read_field(
+    field: &mut axum::extract::multipart::Field<'_>,
+    form: &mut SpooledForm,
+    limits: &UploadLimits,
+) -> Result<(), AppError> {
+    let name = field.name().unwrap_or_default().to_owned();
+    let Some(file_name) = field.file_name().map(str::to_owned) else {
+        let mut value = Vec::new();
+        while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
+            if value.len() + chunk.len() > limits.max_field_bytes {
+                return Err(AppError::PayloadTooLarge(format!(
+                    "form field `{name}` is larger than {} bytes",
+                    limits.max_field_bytes
+                )));
+            }
+            value.extend_from_slice(&chunk);
+        }
+        let value = String::from_utf8(value)
+            .map_err(|_| AppError::BadUserInput(format!("form field `{name}` is not UTF-8")))?;
+        form.fields.push((name, value));
+        return Ok(());
+    };
+    if form.files.len() >= limits.max_files {
+        return Err(AppError::BadUserInput(format!(
+            "at most {} file(s) per request",
+            limits.max_files
+        )));
+    }
+    let content_type = field.content_type().map(str::to_owned);
+    let std_file = tempfile::tempfile_in(&limits.spool_dir)
+        .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("creating a spool file")))?;
+    // Unlinked: dropped on any error, it leaves nothing behind.
+    let mut file = tokio::fs::File::from_std(std_file);
+    let mut size = 0u64;
+    while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
+        size += chunk.len() as u64;
+        if size > limits.max_file_bytes {
+            return Err(too_large(limits.max_file_bytes));
+        }
+        file.write_all(&chunk)
+            .await
+            .map_err(|e| AppError::Internal(anyhow::Error::new(e).context("spooling an upload")))?;
+    }
+    file.flush()
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
+    let mut std_file = file.into_std().await;
+    std::io::Seek::rewind(&mut std_file).map_err(|e| AppError::Internal(e.into()))?;
+    form.files.push(SpooledFile {
+        field: name,
+        file_name,
+        content_type,
+        file: std_file,
+        size,
+    });
+    Ok(())
 }
 
 /// A GraphQL multipart request (<https://github.com/jaydenseric/graphql-multipart-request-spec>):

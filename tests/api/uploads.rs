@@ -750,7 +750,10 @@ async fn bad_upload_options_are_bad_user_input(app: TestApp) {
 }
 
 // Uploads larger than the limit are refused while streaming, and nothing stays behind.
-db_tests!(size_limit_is_enforced_while_streaming);
+db_tests!(
+    size_limit_is_enforced_while_streaming,
+    refused_forms_are_answered_while_the_client_sends,
+);
 
 async fn size_limit_is_enforced_while_streaming(app: TestApp) {
     let key = app.key(1, Permission::ReadWrite).await;
@@ -777,6 +780,74 @@ async fn size_limit_is_enforced_while_streaming(app: TestApp) {
     let b: Value = res.json().await.expect("json");
     assert_eq!(b["errors"][0]["code"], "PAYLOAD_TOO_LARGE");
     assert_eq!(count_files(app.dir()), 0, "nothing stored or spooled");
+    let jobs = coupon_upload_api::entity::upload_job::Entity::find()
+        .all(app.state.service.db())
+        .await
+        .expect("db");
+    assert!(jobs.is_empty());
+}
+
+/// A form refused part-way (one file too many, a text field over its limit) while the client is
+/// still sending megabytes: the client gets the coded error, not a reset connection, and
+/// nothing is kept.
+async fn refused_forms_are_answered_while_the_client_sends(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    // More than loopback's socket buffers hold, so the client is still sending when the
+    // server answers.
+    let big = vec![b'A'; 24 * 1024 * 1024];
+    let ops = json!({
+        "query": "mutation($f: Upload!) { uploadCoupons(couponSeriesId: \"1\", file: $f) { jobId } }",
+        "variables": { "f": null },
+    });
+    let forms = [
+        (
+            // The second file is one too many; then 24 MiB more follow.
+            reqwest::multipart::Form::new()
+                .text("operations", ops.to_string())
+                .text("map", json!({ "0": ["variables.f"] }).to_string())
+                .part(
+                    "0",
+                    reqwest::multipart::Part::bytes(b"code\nA-1\n".to_vec()).file_name("a.csv"),
+                )
+                .part(
+                    "1",
+                    reqwest::multipart::Part::bytes(big.clone()).file_name("b.csv"),
+                )
+                .part(
+                    "2",
+                    reqwest::multipart::Part::bytes(big.clone()).file_name("c.csv"),
+                ),
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+        ),
+        (
+            // A text field over the 1 MiB field limit, then a file.
+            reqwest::multipart::Form::new()
+                .text("operations", "x".repeat(2 * 1024 * 1024))
+                .part(
+                    "0",
+                    reqwest::multipart::Part::bytes(big.clone()).file_name("a.csv"),
+                ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PAYLOAD_TOO_LARGE",
+        ),
+    ];
+    for (i, (form, status, want)) in forms.into_iter().enumerate() {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&key)
+            .multipart(form)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("form {i}: no answer: {e:?}"));
+        assert_eq!(res.status(), status, "form {i}");
+        let b: Value = res.json().await.expect("json");
+        assert_eq!(b["errors"][0]["extensions"]["code"], want, "form {i}: {b}");
+    }
+    assert_eq!(count_files(app.dir()), 0, "nothing stored or spooled");
+    let _ = series;
     let jobs = coupon_upload_api::entity::upload_job::Entity::find()
         .all(app.state.service.db())
         .await
