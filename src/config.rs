@@ -103,8 +103,10 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200.0)]
     pub rate_limit_burst: f64,
     /// Milliseconds an API key that authenticated is trusted without a database lookup (0:
-    /// look up every request). A key revoked with `api-key revoke` or on another instance
-    /// stops working within this time; one revoked through this process, at once.
+    /// look up every request). A revoked key stops working at once: on PostgreSQL every
+    /// instance hears of a revocation (`NOTIFY`), also one made with `api-key revoke`. This
+    /// bounds only a notice missed while the listener reconnects, and, on SQLite, a
+    /// revocation made with the CLI.
     #[arg(long, env = "AUTH_CACHE_MS", default_value_t = 2000)]
     pub auth_cache_ms: u64,
     /// Origins (comma-separated, e.g. `https://app.example.com`) allowed to call the API from

@@ -7,6 +7,9 @@
 //! hands it to its own subscribers, so a subscriber on instance B sees jobs that instance A
 //! runs. Each event carries the job's state at that moment, so the last event of a job carries
 //! its final counts and file links.
+//!
+//! The same listener carries API key revocations between instances (PostgreSQL): a key revoked
+//! anywhere, the CLI included, is dropped from every instance's key cache at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,41 +24,78 @@ use crate::entity::upload_job;
 const CAPACITY: usize = 1024;
 /// The PostgreSQL channel job events travel on (suffixed with the schema).
 pub const CHANNEL: &str = "upload_job_events";
+/// The PostgreSQL channel revoked API keys' ids travel on (suffixed with the schema).
+pub const KEY_CHANNEL: &str = "api_key_revoked";
 /// NOTIFY payloads must stay under 8000 bytes.
 const MAX_PAYLOAD: usize = 7900;
 /// Progress events of one job are at least this far apart (status changes are never held back).
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(250);
 
+/// What to do when another instance (or the CLI) revoked a key: its id.
+pub type OnKeyRevoked = Arc<dyn Fn(i64) + Send + Sync>;
+
 #[derive(Clone)]
 pub struct JobEvents {
     tx: broadcast::Sender<upload_job::Model>,
     db: DatabaseConnection,
-    /// `upload_job_events.<schema>`: instances share events when they share the schema.
-    channel: Arc<OnceCell<String>>,
+    /// `upload_job_events.<schema>` and `api_key_revoked.<schema>`: instances share events
+    /// when they share the schema.
+    channels: Arc<OnceCell<(String, String)>>,
+    on_key_revoked: OnKeyRevoked,
 }
 
 impl JobEvents {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: DatabaseConnection, on_key_revoked: OnKeyRevoked) -> Self {
         Self {
             tx: broadcast::channel(CAPACITY).0,
             db,
-            channel: Arc::default(),
+            channels: Arc::default(),
+            on_key_revoked,
         }
     }
 
-    async fn channel(&self) -> anyhow::Result<&str> {
-        let name = self
-            .channel
+    /// The job event channel and the key revocation channel.
+    async fn channels(&self) -> anyhow::Result<(&str, &str)> {
+        let (jobs, keys) = self
+            .channels
             .get_or_try_init(|| async {
                 let schema: String = sea_orm::sqlx::query_scalar("SELECT current_schema()::text")
                     .fetch_one(self.db.get_postgres_connection_pool())
                     .await?;
-                let mut name = format!("{CHANNEL}.{schema}");
-                name.truncate(63);
-                Ok::<_, anyhow::Error>(name)
+                let name = |channel: &str| {
+                    let mut name = format!("{channel}.{schema}");
+                    name.truncate(63);
+                    name
+                };
+                Ok::<_, anyhow::Error>((name(CHANNEL), name(KEY_CHANNEL)))
             })
             .await?;
-        Ok(name.as_str())
+        Ok((jobs.as_str(), keys.as_str()))
+    }
+
+    async fn channel(&self) -> anyhow::Result<&str> {
+        Ok(self.channels().await?.0)
+    }
+
+    /// Tells every instance (PostgreSQL) that key `id` was revoked, so it drops it from its key
+    /// cache. Failing that, an instance trusts the key until its cache entry expires.
+    pub async fn publish_key_revoked(&self, id: i64) {
+        if !self.via_postgres() {
+            return;
+        }
+        let sent = match self.channels().await {
+            Ok((_, channel)) => sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(channel)
+                .bind(id.to_string())
+                .execute(self.db.get_postgres_connection_pool())
+                .await
+                .map(drop)
+                .map_err(anyhow::Error::from),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(api_key_id = id, error = %e, "NOTIFY of a revoked key failed; other instances drop it when their cache entry expires");
+        }
     }
 
     fn via_postgres(&self) -> bool {
@@ -127,9 +167,16 @@ impl JobEvents {
     async fn listen(&self) -> anyhow::Result<()> {
         let pool = self.db.get_postgres_connection_pool();
         let mut listener = sea_orm::sqlx::postgres::PgListener::connect_with(pool).await?;
-        listener.listen(self.channel().await?).await?;
+        let (jobs, keys) = self.channels().await?;
+        listener.listen_all([jobs, keys]).await?;
         loop {
             let n = listener.recv().await?;
+            if n.channel() == keys {
+                if let Ok(id) = n.payload().parse::<i64>() {
+                    (self.on_key_revoked)(id);
+                }
+                continue;
+            }
             if let Ok(job) = serde_json::from_str::<upload_job::Model>(n.payload()) {
                 let _ = self.tx.send(job);
                 continue;

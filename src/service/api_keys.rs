@@ -95,7 +95,7 @@ impl KeyCache {
         entries.insert(digest, (org, Instant::now()));
     }
 
-    fn forget(&self, api_key_id: i64) {
+    pub(super) fn forget(&self, api_key_id: i64) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         entries.retain(|_, (org, _)| org.api_key_id != api_key_id);
     }
@@ -175,6 +175,7 @@ impl Service {
         active.revoked_on = Set(Some(crate::domain::now()));
         let revoked = active.update(&self.db).await?;
         self.keys.forget(revoked.id);
+        self.events.publish_key_revoked(revoked.id).await;
         Ok(revoked)
     }
 

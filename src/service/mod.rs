@@ -65,14 +65,16 @@ impl std::ops::Deref for Service {
 
 impl Service {
     pub fn new(db: DatabaseConnection, storage: Storage, links: FileLinks) -> Self {
+        let keys = Arc::new(api_keys::KeyCache::new(api_keys::DEFAULT_KEY_CACHE_TTL));
+        let forget = keys.clone();
         Self(Arc::new(ServiceParts {
-            events: JobEvents::new(db.clone()),
+            events: JobEvents::new(db.clone(), Arc::new(move |id| forget.forget(id))),
             metrics: Default::default(),
             db,
             storage,
             links,
             jobs_ready: Arc::new(Notify::new()),
-            keys: Arc::new(api_keys::KeyCache::new(api_keys::DEFAULT_KEY_CACHE_TTL)),
+            keys,
             statements: Default::default(),
             status_lane: Default::default(),
         }))
@@ -88,8 +90,9 @@ impl Service {
     }
 
     /// How long an authenticated key is trusted without asking the database again (zero: never).
-    /// Keys revoked through this process stop working at once; revoked elsewhere (the CLI,
-    /// another instance), within this time.
+    /// Keys revoked through this process stop working at once; on PostgreSQL, so do keys
+    /// revoked elsewhere (the CLI, another instance: a `NOTIFY` reaches every instance's
+    /// listener); a notice missed while the listener reconnects, within this time.
     pub fn set_key_cache_ttl(&self, ttl: std::time::Duration) {
         self.keys.set_ttl(ttl);
     }

@@ -191,3 +191,63 @@ async fn introspection_alone_needs_no_key(app: TestApp) {
     let (status, _) = app.gql(None, &huge, json!({})).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// PostgreSQL: a key revoked by another process on the same database (the CLI, another
+/// instance) stops working here at once, though this instance trusts cached keys for a minute.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_revoked_elsewhere_stop_working_here_postgres() {
+    use coupon_upload_api::db::{self, DbOptions, StatementCounter};
+    use coupon_upload_api::service::Service;
+    use std::time::{Duration, Instant};
+    let Some(app) = TestApp::spawn(crate::helpers::Backend::Postgres).await else {
+        return;
+    };
+    let f = seed(&app).await;
+    app.state.service.set_key_cache_ttl(Duration::from_secs(60));
+    let made = app
+        .state
+        .service
+        .create_api_key(ORG_A, "revoked elsewhere", Permission::Read)
+        .await
+        .expect("key");
+    let vars = json!({ "id": f.series.to_string() });
+    let (status, _) = app.gql(Some(&made.key), Q, vars.clone()).await;
+    assert_eq!(status, StatusCode::OK, "cached now");
+
+    // Another process on the same schema, as `api-key revoke` is.
+    let (url, schema) = app.pg_schema().expect("postgres");
+    let conn = db::connect(
+        url,
+        &DbOptions {
+            max_connections: 2,
+            search_path: Some(schema.to_owned()),
+        },
+        &StatementCounter::default(),
+    )
+    .await
+    .expect("second connection");
+    let files = tempfile::tempdir().expect("dir");
+    let other = Service::new(
+        conn,
+        coupon_upload_api::storage::Storage::local(files.path()).expect("storage"),
+        coupon_upload_api::links::FileLinks::new("http://elsewhere", b"other-secret", 60),
+    );
+    other.revoke_api_key(made.record.id).await.expect("revoke");
+    let revoked_at = Instant::now();
+    loop {
+        let (status, body) = app.gql(Some(&made.key), Q, vars.clone()).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(code(&body), "UNAUTHENTICATED");
+            break;
+        }
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(5),
+            "the revoked key still works here after 5 s (cache TTL 60 s)"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "revoked elsewhere, refused here after {:?}",
+        revoked_at.elapsed()
+    );
+}

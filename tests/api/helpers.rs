@@ -234,6 +234,13 @@ impl TestApp {
         (status, res.json().await.expect("json body"))
     }
 
+    /// PostgreSQL: the server URL and this app's schema.
+    pub fn pg_schema(&self) -> Option<(&str, &str)> {
+        self.pg_schema
+            .as_ref()
+            .map(|(u, s)| (u.as_str(), s.as_str()))
+    }
+
     pub fn backend(&self) -> Backend {
         if self.pg_schema.is_some() {
             Backend::Postgres
