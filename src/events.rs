@@ -73,10 +73,6 @@ impl JobEvents {
         Ok((jobs.as_str(), keys.as_str()))
     }
 
-    async fn channel(&self) -> anyhow::Result<&str> {
-        Ok(self.channels().await?.0)
-    }
-
     /// Tells every instance (PostgreSQL) that key `id` was revoked, so it drops it from its key
     /// cache. Failing that, an instance trusts the key until its cache entry expires.
     pub async fn publish_key_revoked(&self, id: i64) {
@@ -112,8 +108,8 @@ impl JobEvents {
                 .ok()
                 .filter(|p| p.len() < MAX_PAYLOAD)
                 .unwrap_or_else(|| job.id.to_string());
-            let sent = match self.channel().await {
-                Ok(channel) => sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
+            let sent = match self.channels().await {
+                Ok((channel, _)) => sea_orm::sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(channel)
                     .bind(payload)
                     .execute(pool)

@@ -257,7 +257,8 @@ impl StatusPlan {
                 }
                 _ => return None,
             };
-            // The job list's own point is counted, to be sure of never counting less.
+            // A point per field, the job list's own included (async-graphql's custom complexity
+            // replaces it; counting it anyway never counts less).
             plan.fixed_complexity += 1;
             plan.fields.push((key.clone(), field));
         }
@@ -265,10 +266,20 @@ impl StatusPlan {
     }
 }
 
+/// Each field of a selection compiled by `field`; `None` if any is not known.
+fn compile_each<T>(
+    fields: Vec<(&Name, &Field)>,
+    field: impl Fn(&Field) -> Option<T>,
+) -> Option<Vec<(Name, T)>> {
+    fields
+        .into_iter()
+        .map(|(key, f)| Some((key.clone(), field(f)?)))
+        .collect()
+}
+
 fn compile_jobs(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, JobField)>> {
-    let mut out = Vec::with_capacity(fields.len());
-    for (key, f) in fields {
-        let field = match f.name.node.as_str() {
+    compile_each(fields, |f| {
+        Some(match f.name.node.as_str() {
             "audienceGroup" => JobField::AudienceGroup(compile_group(object(f)?)?),
             "audienceGroupVersion" => JobField::AudienceGroupVersion(compile_version(object(f)?)?),
             _ if !leaf(f) => return None,
@@ -297,19 +308,16 @@ fn compile_jobs(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, JobField)>> {
             "audienceGroupId" => JobField::AudienceGroupId,
             "audienceGroupVersionId" => JobField::AudienceGroupVersionId,
             _ => return None,
-        };
-        out.push((key.clone(), field));
-    }
-    Some(out)
+        })
+    })
 }
 
 fn compile_group(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, GroupField)>> {
-    let mut out = Vec::with_capacity(fields.len());
-    for (key, f) in fields {
+    compile_each(fields, |f| {
         if !leaf(f) {
             return None;
         }
-        let field = match f.name.node.as_str() {
+        Some(match f.name.node.as_str() {
             "__typename" => GroupField::Typename,
             "id" => GroupField::Id,
             "orgId" => GroupField::OrgId,
@@ -321,19 +329,16 @@ fn compile_group(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, GroupField)>
             "createdOn" => GroupField::CreatedOn,
             "updatedOn" => GroupField::UpdatedOn,
             _ => return None,
-        };
-        out.push((key.clone(), field));
-    }
-    Some(out)
+        })
+    })
 }
 
 fn compile_version(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, VersionField)>> {
-    let mut out = Vec::with_capacity(fields.len());
-    for (key, f) in fields {
+    compile_each(fields, |f| {
         if !leaf(f) {
             return None;
         }
-        let field = match f.name.node.as_str() {
+        Some(match f.name.node.as_str() {
             "__typename" => VersionField::Typename,
             "id" => VersionField::Id,
             "audienceGroupId" => VersionField::AudienceGroupId,
@@ -343,10 +348,8 @@ fn compile_version(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, VersionFie
             "uploadJobId" => VersionField::UploadJobId,
             "createdOn" => VersionField::CreatedOn,
             _ => return None,
-        };
-        out.push((key.clone(), field));
-    }
-    Some(out)
+        })
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -354,18 +357,23 @@ fn compile_version(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, VersionFie
 
 impl StatusPlan {
     /// An argument's value: the literal, or the variable's value or default; `None` when absent.
-    fn value<'a>(
-        &'a self,
-        arg: &'a Option<Arg>,
-        request: &'a async_graphql::Request,
-    ) -> Option<&'a Value> {
-        match arg.as_ref()? {
+    fn value<'a>(&'a self, arg: &'a Arg, request: &'a async_graphql::Request) -> Option<&'a Value> {
+        match arg {
             Arg::Literal(v) => Some(v),
             Arg::Variable(name) => request
                 .variables
                 .get(name)
                 .or_else(|| self.defaults.get(name)),
         }
+    }
+
+    /// An optional argument's value; `None` when it is not given, or absent.
+    fn optional<'a>(
+        &'a self,
+        arg: &'a Option<Arg>,
+        request: &'a async_graphql::Request,
+    ) -> Option<&'a Value> {
+        self.value(arg.as_ref()?, request)
     }
 }
 
@@ -425,20 +433,12 @@ impl StatusPlan {
         {
             return None;
         }
-        let series = match &self.series {
-            Arg::Literal(v) => coerce_id(v)?,
-            Arg::Variable(name) => coerce_id(
-                request
-                    .variables
-                    .get(name)
-                    .or_else(|| self.defaults.get(name))?,
-            )?,
-        };
+        let series = coerce_id(self.value(&self.series, request)?)?;
         let series = parse_id("couponSeriesId", &series).ok()?;
         let args = JobsArgs {
-            status: coerce_statuses(self.value(&self.status, request))?,
-            first: coerce_int(self.value(&self.first, request))?,
-            after: coerce_string(self.value(&self.after, request))?,
+            status: coerce_statuses(self.optional(&self.status, request))?,
+            first: coerce_int(self.optional(&self.first, request))?,
+            after: coerce_string(self.optional(&self.after, request))?,
         };
         let page = args.page().ok()?;
         let complexity = crate::graphql::list_complexity(args.first, self.job_complexity)
@@ -459,30 +459,17 @@ impl StatusPlan {
     }
 
     fn write_status(&self, out: &mut Json, service: &Service, found: &StatusPage) -> Option<()> {
-        out.raw(b"{");
-        for (i, (key, field)) in self.fields.iter().enumerate() {
-            if i > 0 {
-                out.raw(b",");
-            }
-            out.key(key);
+        out.object(&self.fields, |out, field| {
             match field {
                 StatusField::Typename => out.str("UploadStatus"),
                 StatusField::Id | StatusField::CouponSeriesId => out.id(found.status.series.id),
                 StatusField::OrgId => out.id(found.status.org_id),
                 StatusField::Jobs(fields) => {
-                    out.raw(b"[");
-                    for (n, job) in found.jobs.iter().enumerate() {
-                        if n > 0 {
-                            out.raw(b",");
-                        }
-                        write_job(out, service, job, fields)?;
-                    }
-                    out.raw(b"]");
+                    return out.list(&found.jobs, |out, job| write_job(out, service, job, fields));
                 }
             }
-        }
-        out.raw(b"}");
-        Some(())
+            Some(())
+        })
     }
 }
 
@@ -493,12 +480,8 @@ fn write_job(
     fields: &[(Name, JobField)],
 ) -> Option<()> {
     let job: &upload_job::Model = &jwa.job;
-    out.raw(b"{");
-    for (i, (key, field)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.raw(b",");
-        }
-        out.key(key);
+    let url = |key: &Option<String>| service.file_url(key.as_deref());
+    out.object(fields, |out, field| {
         match field {
             JobField::Typename => out.str("UploadJob"),
             JobField::Id => out.id(job.id),
@@ -507,17 +490,9 @@ fn write_job(
             JobField::UploadStatus => out.str(UploadJobStatus::parse(&job.upload_status)?.as_str()),
             JobField::CreatedOn => out.time(&job.created_on),
             JobField::UpdatedOn => out.time(&job.updated_on),
-            JobField::ErrorFileUrl => {
-                out.opt_str(service.file_url(job.error_file_key.as_deref()).as_deref())
-            }
-            JobField::SuccessFileUrl => {
-                out.opt_str(service.file_url(job.success_file_key.as_deref()).as_deref())
-            }
-            JobField::UploadedFileUrl => out.opt_str(
-                service
-                    .file_url(job.uploaded_file_key.as_deref())
-                    .as_deref(),
-            ),
+            JobField::ErrorFileUrl => out.opt_str(url(&job.error_file_key).as_deref()),
+            JobField::SuccessFileUrl => out.opt_str(url(&job.success_file_key).as_deref()),
+            JobField::UploadedFileUrl => out.opt_str(url(&job.uploaded_file_key).as_deref()),
             JobField::TotalUploadedCount => out.int(int(job.total_uploaded_count)),
             JobField::ActualRowCount => out.int(int(job.actual_row_count)),
             JobField::ErrorCount => out.int(int(job.error_count)),
@@ -535,19 +510,18 @@ fn write_job(
             JobField::AudienceGroupId => out.opt_id(job.audience_group_id),
             JobField::AudienceGroupVersionId => out.opt_id(job.audience_group_version_id),
             JobField::AudienceGroup(fields) => match (&job.audience_group_id, &jwa.group) {
-                (Some(_), Some(g)) => write_group(out, g, fields)?,
+                (Some(_), Some(g)) => return write_group(out, g, fields),
                 _ => out.null(),
             },
             JobField::AudienceGroupVersion(fields) => {
                 match (&job.audience_group_version_id, &jwa.version) {
-                    (Some(_), Some(v)) => write_version(out, v, fields)?,
+                    (Some(_), Some(v)) => return write_version(out, v, fields),
                     _ => out.null(),
                 }
             }
         }
-    }
-    out.raw(b"}");
-    Some(())
+        Some(())
+    })
 }
 
 fn write_group(
@@ -555,12 +529,7 @@ fn write_group(
     g: &audience_group::Model,
     fields: &[(Name, GroupField)],
 ) -> Option<()> {
-    out.raw(b"{");
-    for (i, (key, field)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.raw(b",");
-        }
-        out.key(key);
+    out.object(fields, |out, field| {
         match field {
             GroupField::Typename => out.str("AudienceGroup"),
             GroupField::Id => out.id(g.id),
@@ -573,9 +542,8 @@ fn write_group(
             GroupField::CreatedOn => out.time(&g.created_on),
             GroupField::UpdatedOn => out.time(&g.updated_on),
         }
-    }
-    out.raw(b"}");
-    Some(())
+        Some(())
+    })
 }
 
 fn write_version(
@@ -583,12 +551,7 @@ fn write_version(
     v: &audience_group_version::Model,
     fields: &[(Name, VersionField)],
 ) -> Option<()> {
-    out.raw(b"{");
-    for (i, (key, field)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.raw(b",");
-        }
-        out.key(key);
+    out.object(fields, |out, field| {
         match field {
             VersionField::Typename => out.str("AudienceGroupVersion"),
             VersionField::Id => out.id(v.id),
@@ -599,15 +562,49 @@ fn write_version(
             VersionField::UploadJobId => out.opt_id(v.upload_job_id),
             VersionField::CreatedOn => out.time(&v.created_on),
         }
-    }
-    out.raw(b"}");
-    Some(())
+        Some(())
+    })
 }
 
 /// JSON written as serde_json writes async-graphql's response (same string escaping).
 struct Json(Vec<u8>);
 
 impl Json {
+    /// `{"key":value,…}` for each field by its response key; `None` (decline) from any value.
+    fn object<T>(
+        &mut self,
+        fields: &[(Name, T)],
+        mut value: impl FnMut(&mut Self, &T) -> Option<()>,
+    ) -> Option<()> {
+        self.0.push(b'{');
+        for (i, (key, field)) in fields.iter().enumerate() {
+            if i > 0 {
+                self.0.push(b',');
+            }
+            self.key(key);
+            value(self, field)?;
+        }
+        self.0.push(b'}');
+        Some(())
+    }
+
+    /// `[item,…]`.
+    fn list<T>(
+        &mut self,
+        items: &[T],
+        mut item: impl FnMut(&mut Self, &T) -> Option<()>,
+    ) -> Option<()> {
+        self.0.push(b'[');
+        for (i, it) in items.iter().enumerate() {
+            if i > 0 {
+                self.0.push(b',');
+            }
+            item(self, it)?;
+        }
+        self.0.push(b']');
+        Some(())
+    }
+
     fn raw(&mut self, b: &[u8]) {
         self.0.extend_from_slice(b);
     }

@@ -46,8 +46,9 @@ fn columns<E: EntityTrait>(table: &str, prefix: &str) -> String {
         .join(", ")
 }
 
-/// The select list of [`Service::upload_status_page`]: the series, the job, and the job's group
-/// and version, in one row per job. Built once.
+/// The select list of [`Service::upload_status_page`] on SQLite (PostgreSQL's status lane has
+/// its own, by position): the series, the job, and the job's group and version, in one row per
+/// job. Built once.
 static STATUS_PAGE_COLUMNS: LazyLock<String> = LazyLock::new(|| {
     [
         columns::<coupon_series::Entity>("s", "s_"),
