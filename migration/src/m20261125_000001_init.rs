@@ -1,4 +1,4 @@
-//! The initial schema: every table of DESIGN §2.
+//! The initial schema: every table of the service (docs/ARCHITECTURE.md, "Data").
 //!
 //! Ids are 64-bit and auto-increment (orgs excepted: their ids come from the operator, as in
 //! Capillary). Every table carries `org_id`, and every lookup the service makes starts with it,

@@ -16,7 +16,7 @@ enum UploadJob {
     CommittedThrough,
 }
 
-/// One row of an uploaded file, staged for judging (DESIGN §4 "Ingest"). Shared by all jobs,
+/// One row of an uploaded file, staged for judging. Shared by all jobs,
 /// keyed by job; rows are kept after the job ends, so `uploadTableName` names real rows.
 #[derive(DeriveIden)]
 enum UploadRow {

@@ -1,5 +1,5 @@
 //! The object types. Each wraps the entity model the service returned; field names follow
-//! Capillary's status API exactly (DESIGN §1). Every object has `id: ID!` so client caches
+//! Capillary's status API exactly. Every object has `id: ID!` so client caches
 //! (Apollo Client, urql) normalize it.
 
 use std::sync::Arc;

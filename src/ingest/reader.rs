@@ -1,4 +1,4 @@
-//! Streaming reader of an uploaded CSV file (DESIGN.md §3).
+//! Streaming reader of an uploaded CSV file.
 //!
 //! [`RowReader`] reads any [`std::io::Read`] record by record with the `csv` crate and yields one
 //! [`StagedRow`] per data row, holding a single record in memory at a time, so memory does not
@@ -19,7 +19,8 @@ use csv::{ByteRecord, ReaderBuilder};
 use crate::domain::CustomerIdentifierType;
 use crate::ingest::rules::{CouponCode, CustomerIdentifier, RowError, RowErrorCode};
 
-/// How to read an upload: the upload options of DESIGN.md §3 plus the series' code length limit.
+/// How to read an upload: the upload options (`customerIdentifier`, its column, the code
+/// column, `hasHeader`) plus the series' code length limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReaderOptions {
     /// How rows name their customer. For `NOT_TAGGED` the customer column is ignored.

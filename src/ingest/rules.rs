@@ -1,4 +1,4 @@
-//! Per-row upload rules (DESIGN.md §3), in the "parse, don't validate" style: a raw cell either
+//! Per-row upload rules, in the "parse, don't validate" style: a raw cell either
 //! becomes a [`CouponCode`] / [`CustomerIdentifier`] that is valid by construction, or a
 //! [`RowError`] with a stable [`RowErrorCode`] and a human message.
 //!

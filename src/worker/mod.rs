@@ -3,7 +3,7 @@
 //! A job is claimed with a lease (`lease_owner`, `lease_expires_ms`), renewed while it is
 //! worked on. Every change the worker makes to a job is *fenced*: the statement also requires
 //! `lease_owner = me`, so a worker that lost its lease (it stalled, another took over) changes
-//! nothing more. A job moves through phases, each ending in one commit (DESIGN §4 "Ingest"):
+//! nothing more. A job moves through phases, each ending in one commit (docs/ARCHITECTURE.md, "The job pipeline"):
 //!
 //! 1. `STAGE`: stream the stored file through the CSV reader into `upload_row` (`COPY` on
 //!    PostgreSQL, multi-row inserts on SQLite), in one transaction with the phase change;
