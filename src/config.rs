@@ -123,32 +123,60 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    pub fn upload_limits(&self) -> crate::http::UploadLimits {
-        crate::http::UploadLimits {
-            max_file_bytes: self.max_upload_bytes,
-            max_files: self.max_files_per_request.max(1),
-            spool_dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
-            ..Default::default()
-        }
-    }
-
-    pub fn graphql_limits(&self) -> crate::graphql::GraphqlLimits {
-        crate::graphql::GraphqlLimits {
-            max_depth: self.max_query_depth,
-            max_complexity: self.max_query_complexity,
-            max_aliases: self.max_query_aliases,
-            max_batch: self.max_batch_size,
-            introspection: self.introspection,
-            suggestions: self.field_suggestions,
-        }
-    }
-
-    pub fn worker_config(&self) -> crate::worker::WorkerConfig {
-        crate::worker::WorkerConfig {
-            batch_rows: self.worker_batch_rows.max(1),
-            lease: std::time::Duration::from_secs(self.job_lease_secs.max(1)),
-            ..Default::default()
-        }
+    /// The app's settings: these flags, grouped as `App::build` takes them.
+    pub fn settings(&self, database_url: &str) -> anyhow::Result<crate::app::Settings> {
+        use crate::app::{DatabaseSettings, HttpSettings, Settings, StorageSettings};
+        use std::time::Duration;
+        Ok(Settings {
+            database: DatabaseSettings {
+                url: database_url.to_owned(),
+                pool: crate::db::DbOptions {
+                    max_connections: self.db_max_connections,
+                    ..Default::default()
+                },
+            },
+            storage: StorageSettings {
+                dir: self.storage_dir.clone(),
+                url: self.storage_url.clone(),
+                public_url: self.public_url(),
+                link_secret: self.link_secret()?,
+                link_ttl_secs: self.file_link_ttl_secs,
+            },
+            uploads: crate::http::UploadLimits {
+                max_file_bytes: self.max_upload_bytes,
+                max_files: self.max_files_per_request.max(1),
+                spool_dir: self.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+                ..Default::default()
+            },
+            graphql: crate::graphql::GraphqlLimits {
+                max_depth: self.max_query_depth,
+                max_complexity: self.max_query_complexity,
+                max_aliases: self.max_query_aliases,
+                max_batch: self.max_batch_size,
+                introspection: self.introspection,
+                suggestions: self.field_suggestions,
+            },
+            websocket: crate::http::ws::WsLimits {
+                max_per_key: self.ws_max_connections_per_key,
+                recheck: Duration::from_secs(self.ws_key_recheck_secs.max(1)),
+                init_timeout: Duration::from_secs(self.ws_init_timeout_secs.max(1)),
+                idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs.max(1)),
+            },
+            rate_limit: crate::http::ratelimit::RateLimit {
+                per_second: self.rate_limit_per_second,
+                burst: self.rate_limit_burst,
+            },
+            http: HttpSettings {
+                request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+                cors_origins: self.cors_allowed_origins.clone(),
+                auth_cache: Duration::from_millis(self.auth_cache_ms),
+            },
+            worker: (!self.no_worker).then(|| crate::worker::WorkerConfig {
+                batch_rows: self.worker_batch_rows.max(1),
+                lease: Duration::from_secs(self.job_lease_secs.max(1)),
+                ..Default::default()
+            }),
+        })
     }
 
     pub fn public_url(&self) -> String {

@@ -8,8 +8,10 @@
 //!   Its cause chain is logged where it is turned into a response, and the client only ever sees
 //!   "internal error": no SQL, no paths, no driver messages.
 //! - GraphQL maps an `AppError` to an error whose `extensions.code` is the code
-//!   ([`ErrorExtensions`]); REST maps it to the Capillary envelope with the HTTP status
-//!   (`crate::http::rest`). Neither transport invents codes of its own.
+//!   ([`ErrorExtensions`]). Over HTTP every error response is rendered once, in
+//!   `crate::http::error` (status, `Retry-After`, `WWW-Authenticate`), in the body shape of its
+//!   door: GraphQL's, Capillary's envelope for REST, or the downloads'. No door invents codes of
+//!   its own.
 //! - Outside requests (start-up, CLI) `anyhow::Result` is fine: those errors go to an operator.
 
 use async_graphql::ErrorExtensions;

@@ -7,12 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coupon_upload_api::app::App;
 use coupon_upload_api::config::{DbArgs, ServeArgs};
 use coupon_upload_api::db::{self, DbOptions, StatementCounter};
 use coupon_upload_api::domain::Permission;
 use coupon_upload_api::links::FileLinks;
 use coupon_upload_api::service::Service;
-use coupon_upload_api::startup::{AppSettings, build_state};
 use coupon_upload_api::storage::Storage;
 
 /// mimalloc rather than the system allocator: a request allocates and frees many small
@@ -35,7 +35,7 @@ fn tune_allocator() {
         libmimalloc_sys::mi_option_set(PURGE_DELAY, 0);
     }
 }
-use coupon_upload_api::{demo, graphql, router, worker};
+use coupon_upload_api::{demo, graphql};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -214,59 +214,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let public_url = args.public_url();
-    let secret = args.link_secret()?;
-    let state = build_state(AppSettings {
-        database_url: url,
-        db: DbOptions {
-            max_connections: args.db_max_connections,
-            ..Default::default()
-        },
-        storage_dir: &args.storage_dir,
-        storage_url: args.storage_url.as_deref(),
-        public_url: &public_url,
-        link_secret: &secret,
-        link_ttl_secs: args.file_link_ttl_secs,
-        uploads: args.upload_limits(),
-        graphql: args.graphql_limits(),
-    })
-    .await?;
-    let mut state = state;
-    state.ws = coupon_upload_api::http::ws::WsLimits {
-        max_per_key: args.ws_max_connections_per_key,
-        recheck: std::time::Duration::from_secs(args.ws_key_recheck_secs.max(1)),
-        init_timeout: std::time::Duration::from_secs(args.ws_init_timeout_secs.max(1)),
-        idle_timeout: std::time::Duration::from_secs(args.ws_idle_timeout_secs.max(1)),
-    };
-    state.request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
-    state
-        .service
-        .set_key_cache_ttl(std::time::Duration::from_millis(args.auth_cache_ms));
-    state.rate_limiter = coupon_upload_api::http::ratelimit::RateLimiter::new(
-        coupon_upload_api::http::ratelimit::RateLimit {
-            per_second: args.rate_limit_per_second,
-            burst: args.rate_limit_burst,
-        },
-    );
-    state.cors_origins = args
-        .cors_allowed_origins
-        .iter()
-        .map(|o| o.trim().to_owned())
-        .filter(|o| !o.is_empty())
-        .collect();
-    let shutdown = state.shutdown.clone();
-    let listener_task = state.service.events().start_listener(shutdown.clone());
-    let worker = (!args.no_worker).then(|| {
-        worker::spawn(
-            state.service.clone(),
-            args.worker_config(),
-            shutdown.clone(),
-        )
-    });
+    let app = App::build(args.settings(url)?).await?;
+    let shutdown = app.shutdown().clone();
     if args.demo {
-        let wait = worker
-            .is_some()
+        let wait = app
+            .has_worker()
             .then_some(std::time::Duration::from_secs(60));
-        let outcome = demo::seed_if_empty(&state.service, wait).await?;
+        let outcome = demo::seed_if_empty(app.service(), wait).await?;
         if outcome.seeded {
             tracing::info!(org_id = demo::DEMO_ORG_ID, "demo data created");
         } else {
@@ -296,7 +250,7 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
     // `--shutdown-grace-secs`, close WebSockets, and let the worker stop at a batch boundary
     // and release its lease.
     let stop = shutdown.clone();
-    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+    let server = axum::serve(listener, app.router()).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();
@@ -310,14 +264,7 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         served = server => served?,
         _ = deadline => tracing::warn!(?grace, "requests still in flight after the grace period; closing them"),
     }
-    if let Some(worker) = worker
-        && tokio::time::timeout(grace, worker).await.is_err()
-    {
-        tracing::warn!("the worker did not stop in time; its lease will lapse");
-    }
-    if let Some(task) = listener_task {
-        task.abort();
-    }
+    app.stopped(grace).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! Where files live: uploaded CSVs and the error/success files made from them. Backed by the
-//! `object_store` crate, so the same code runs on a local folder (the default) and, later, on an
-//! S3-compatible bucket.
+//! `object_store` crate, so the same code runs on a local folder (the default) and on an
+//! S3-compatible bucket (`--storage-url s3://…`).
 //!
-//! Keys are `org/<orgId>/jobs/<jobId>/<name>`; the org in the key is what lets a signed link be
-//! checked against nothing but itself.
+//! Keys start with the org: `org/<orgId>/uploads/<random>/uploaded.csv` for a file as uploaded,
+//! `org/<orgId>/jobs/<jobId>/<name>` for the files made from it. The org in the key is what lets
+//! a signed link be checked against nothing but itself.
 
 use std::sync::Arc;
 

@@ -28,11 +28,10 @@ use async_graphql_value::Value as ArgValue;
 use chrono::{DateTime, Utc};
 
 use super::types::{JobsArgs, int};
-use crate::domain::{
-    AudienceGroupStatus, AudienceGroupType, CustomerIdentifierType, OrgContext, UploadJobStatus,
-};
+use crate::domain::{AudienceGroupStatus, AudienceGroupType, OrgContext, UploadJobStatus};
 use crate::entity::{audience_group, audience_group_version, upload_job};
 use crate::service::{JobWithAudience, Service, StatusPage, parse_id};
+use crate::view::{self, Value as FieldValue};
 
 /// An `uploadStatus` query, compiled.
 #[derive(Debug)]
@@ -74,29 +73,8 @@ enum StatusField {
 #[derive(Debug)]
 enum JobField {
     Typename,
-    Id,
-    OrgId,
-    CouponSeriesId,
-    UploadStatus,
-    CreatedOn,
-    UpdatedOn,
-    ErrorFileUrl,
-    SuccessFileUrl,
-    UploadedFileUrl,
-    TotalUploadedCount,
-    ActualRowCount,
-    ErrorCount,
-    ProcessedRowCount,
-    UploadTableName,
-    UploadedFileName,
-    CustomerIdentifier,
-    CustomerIdentifierColumn,
-    CouponCodeColumn,
-    HasHeader,
-    CancelRequested,
-    ErrorReason,
-    AudienceGroupId,
-    AudienceGroupVersionId,
+    /// A scalar field of `crate::view`'s list.
+    Scalar(view::JobField),
     AudienceGroup(Vec<(Name, GroupField)>),
     AudienceGroupVersion(Vec<(Name, VersionField)>),
 }
@@ -284,30 +262,7 @@ fn compile_jobs(fields: Vec<(&Name, &Field)>) -> Option<Vec<(Name, JobField)>> {
             "audienceGroupVersion" => JobField::AudienceGroupVersion(compile_version(object(f)?)?),
             _ if !leaf(f) => return None,
             "__typename" => JobField::Typename,
-            "id" | "jobId" => JobField::Id,
-            "orgId" => JobField::OrgId,
-            "couponSeriesId" => JobField::CouponSeriesId,
-            "uploadStatus" => JobField::UploadStatus,
-            "createdOn" => JobField::CreatedOn,
-            "updatedOn" => JobField::UpdatedOn,
-            "errorFileUrl" => JobField::ErrorFileUrl,
-            "successFileUrl" => JobField::SuccessFileUrl,
-            "uploadedFileUrl" => JobField::UploadedFileUrl,
-            "totalUploadedCount" => JobField::TotalUploadedCount,
-            "actualRowCount" => JobField::ActualRowCount,
-            "errorCount" => JobField::ErrorCount,
-            "processedRowCount" => JobField::ProcessedRowCount,
-            "uploadTableName" => JobField::UploadTableName,
-            "uploadedFileName" => JobField::UploadedFileName,
-            "customerIdentifier" => JobField::CustomerIdentifier,
-            "customerIdentifierColumn" => JobField::CustomerIdentifierColumn,
-            "couponCodeColumn" => JobField::CouponCodeColumn,
-            "hasHeader" => JobField::HasHeader,
-            "cancelRequested" => JobField::CancelRequested,
-            "errorReason" => JobField::ErrorReason,
-            "audienceGroupId" => JobField::AudienceGroupId,
-            "audienceGroupVersionId" => JobField::AudienceGroupVersionId,
-            _ => return None,
+            name => JobField::Scalar(view::JobField::by_name(name)?),
         })
     })
 }
@@ -480,35 +435,10 @@ fn write_job(
     fields: &[(Name, JobField)],
 ) -> Option<()> {
     let job: &upload_job::Model = &jwa.job;
-    let url = |key: &Option<String>| service.file_url(key.as_deref());
     out.object(fields, |out, field| {
         match field {
             JobField::Typename => out.str("UploadJob"),
-            JobField::Id => out.id(job.id),
-            JobField::OrgId => out.id(job.org_id),
-            JobField::CouponSeriesId => out.id(job.coupon_series_id),
-            JobField::UploadStatus => out.str(UploadJobStatus::parse(&job.upload_status)?.as_str()),
-            JobField::CreatedOn => out.time(&job.created_on),
-            JobField::UpdatedOn => out.time(&job.updated_on),
-            JobField::ErrorFileUrl => out.opt_str(url(&job.error_file_key).as_deref()),
-            JobField::SuccessFileUrl => out.opt_str(url(&job.success_file_key).as_deref()),
-            JobField::UploadedFileUrl => out.opt_str(url(&job.uploaded_file_key).as_deref()),
-            JobField::TotalUploadedCount => out.int(int(job.total_uploaded_count)),
-            JobField::ActualRowCount => out.int(int(job.actual_row_count)),
-            JobField::ErrorCount => out.int(int(job.error_count)),
-            JobField::ProcessedRowCount => out.int(int(job.processed_row_count)),
-            JobField::UploadTableName => out.str(&job.upload_table_name),
-            JobField::UploadedFileName => out.str(&job.uploaded_file_name),
-            JobField::CustomerIdentifier => {
-                out.str(CustomerIdentifierType::parse(&job.customer_identifier)?.as_str())
-            }
-            JobField::CustomerIdentifierColumn => out.opt_int(job.customer_identifier_column),
-            JobField::CouponCodeColumn => out.opt_int(job.coupon_code_column),
-            JobField::HasHeader => out.bool(job.has_header),
-            JobField::CancelRequested => out.bool(job.cancel_requested),
-            JobField::ErrorReason => out.opt_str(job.error_reason.as_deref()),
-            JobField::AudienceGroupId => out.opt_id(job.audience_group_id),
-            JobField::AudienceGroupVersionId => out.opt_id(job.audience_group_version_id),
+            JobField::Scalar(f) => out.value(f.get(job)?, service),
             JobField::AudienceGroup(fields) => match (&job.audience_group_id, &jwa.group) {
                 (Some(_), Some(g)) => return write_group(out, g, fields),
                 _ => out.null(),
@@ -650,5 +580,21 @@ impl Json {
     }
     fn time(&mut self, t: &DateTime<Utc>) {
         self.str(&t.to_rfc3339());
+    }
+    /// A job field's value as GraphQL writes it (`crate::view`).
+    fn value(&mut self, v: FieldValue<'_>, service: &Service) {
+        match v {
+            FieldValue::Id(n) => self.id(n),
+            FieldValue::OptId(n) => self.opt_id(n),
+            FieldValue::Count(n) => self.int(int(n)),
+            FieldValue::OptInt(n) => self.opt_int(n),
+            FieldValue::Bool(b) => self.bool(b),
+            FieldValue::Str(s) => self.str(s),
+            FieldValue::OptStr(s) => self.opt_str(s),
+            FieldValue::Time(t) => self.time(t),
+            FieldValue::File(key) => self.opt_str(service.file_url(key).as_deref()),
+            FieldValue::Status(s) => self.str(s.as_str()),
+            FieldValue::Identifier(c) => self.str(c.as_str()),
+        }
     }
 }

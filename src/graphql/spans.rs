@@ -36,7 +36,7 @@ pub async fn traced_compiled<F: Future<Output = Option<Vec<u8>>>>(
 }
 
 fn log(span: &tracing::Span, res: &Response, start: Instant) {
-    let code = crate::http::graphql::first_error_code(res);
+    let code = first_error_code(res);
     log_line(span, res.errors.len(), &code, start);
 }
 
@@ -76,4 +76,14 @@ impl Extension for OperationSpan {
         log(&span, &res, start);
         res
     }
+}
+
+/// The code of a response's first error, `OK` without errors.
+pub fn first_error_code(r: &async_graphql::Response) -> String {
+    r.errors
+        .first()
+        .and_then(|e| e.extensions.as_ref())
+        .and_then(|x| x.get("code"))
+        .map(|c| c.to_string().trim_matches('"').to_owned())
+        .unwrap_or_else(|| "OK".into())
 }

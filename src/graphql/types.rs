@@ -14,7 +14,8 @@ use crate::domain::{
 };
 use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::{AppError, GqlResultExt};
-use crate::service::{self, Page};
+use crate::service::{self, Page, Service};
+use crate::view::{JobField, Value, with_job_fields};
 
 /// GraphQL `Int` is 32-bit; counts are stored as 64-bit and saturate (never wrap) on the way out.
 pub(crate) fn int(n: i64) -> i32 {
@@ -289,22 +290,82 @@ impl UploadJob {
     }
 }
 
-/// One upload of a CSV file to a coupon series, and where its processing stands.
-#[Object]
-impl UploadJob {
-    /// Equal to `jobId`.
-    async fn id(&self) -> ID {
-        id(self.0.id)
-    }
-    async fn job_id(&self) -> ID {
-        id(self.0.id)
-    }
-    async fn org_id(&self) -> ID {
-        id(self.0.org_id)
-    }
-    async fn coupon_series_id(&self) -> ID {
-        id(self.0.coupon_series_id)
-    }
+/// A job field's value as its GraphQL type (see `crate::view`).
+trait FromJobValue: Sized {
+    fn from_value(v: Value<'_>, service: &Service) -> Option<Self>;
+}
+
+macro_rules! from_job_value {
+    ($($ty:ty => |$v:ident, $s:ident| $body:expr;)*) => {
+        $(impl FromJobValue for $ty {
+            fn from_value($v: Value<'_>, $s: &Service) -> Option<Self> {
+                $body
+            }
+        })*
+    };
+}
+
+from_job_value! {
+    ID => |v, _s| match v { Value::Id(n) => Some(id(n)), _ => None };
+    Option<ID> => |v, _s| match v { Value::OptId(n) => Some(n.map(id)), _ => None };
+    i32 => |v, _s| match v { Value::Count(n) => Some(int(n)), _ => None };
+    Option<i32> => |v, _s| match v { Value::OptInt(n) => Some(n), _ => None };
+    bool => |v, _s| match v { Value::Bool(b) => Some(b), _ => None };
+    String => |v, _s| match v { Value::Str(t) => Some(t.to_owned()), _ => None };
+    Option<String> => |v, s| match v {
+        Value::OptStr(t) => Some(t.map(str::to_owned)),
+        Value::File(key) => Some(s.file_url(key)),
+        _ => None,
+    };
+    DateTime<Utc> => |v, _s| match v { Value::Time(t) => Some(*t), _ => None };
+    UploadJobStatus => |v, _s| match v { Value::Status(x) => Some(x), _ => None };
+    CustomerIdentifierType => |v, _s| match v { Value::Identifier(x) => Some(x), _ => None };
+}
+
+/// A scalar field of `job` for GraphQL; a stored value outside its enum is an internal error.
+fn job_value<T: FromJobValue>(
+    job: &upload_job::Model,
+    field: JobField,
+    ctx: &Context<'_>,
+) -> Result<T> {
+    let service = service(ctx)?;
+    field
+        .get(job)
+        .and_then(|v| T::from_value(v, service))
+        .ok_or_else(|| {
+            AppError::Internal(anyhow::anyhow!(
+                "job {}: the stored {} is not valid",
+                job.id,
+                field.name()
+            ))
+            .extend()
+        })
+}
+
+/// `UploadJob`'s resolvers: one per field of `crate::view`'s list, plus the object-valued
+/// fields passed in.
+macro_rules! job_object {
+    (
+        { $($extra:tt)* }
+        $( $(#[doc = $doc:tt])* $variant:ident $method:ident $gql:tt : $ty:ty, rest: $rest:tt,
+           |$j:ident| $get:expr; )*
+    ) => {
+        /// One upload of a CSV file to a coupon series, and where its processing stands.
+        #[Object]
+        impl UploadJob {
+            $(
+                $(#[doc = $doc])*
+                #[graphql(name = $gql)]
+                async fn $method(&self, ctx: &Context<'_>) -> Result<$ty> {
+                    job_value(&self.0, JobField::$variant, ctx)
+                }
+            )*
+            $($extra)*
+        }
+    };
+}
+
+with_job_fields!(job_object! {
     async fn coupon_series(&self, ctx: &Context<'_>) -> Result<Option<CouponSeries>> {
         let rc = request_ctx(ctx)?;
         let s = rc
@@ -314,91 +375,6 @@ impl UploadJob {
             .await
             .map_err(loader_err)?;
         Ok(s.map(CouponSeries))
-    }
-    /// `STARTED` → `PROCESSING` → `FINISHED` or `ERRORED`; `CANCELLED` if cancelled.
-    async fn upload_status(&self) -> Result<UploadJobStatus> {
-        stored_enum(
-            UploadJobStatus::parse,
-            &self.0.upload_status,
-            "upload status",
-        )
-    }
-    async fn created_on(&self) -> DateTime<Utc> {
-        self.0.created_on
-    }
-    async fn updated_on(&self) -> DateTime<Utc> {
-        self.0.updated_on
-    }
-    /// Download link to the CSV of rejected rows; null until there is one.
-    async fn error_file_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        Ok(service(ctx)?.file_url(self.0.error_file_key.as_deref()))
-    }
-    /// Download link to the CSV of accepted rows; null until there is one.
-    async fn success_file_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        Ok(service(ctx)?.file_url(self.0.success_file_key.as_deref()))
-    }
-    /// Download link to the file exactly as uploaded; null once it has been purged.
-    async fn uploaded_file_url(&self, ctx: &Context<'_>) -> Result<Option<String>> {
-        Ok(service(ctx)?.file_url(self.0.uploaded_file_key.as_deref()))
-    }
-    /// Rows accepted and stored as coupons.
-    async fn total_uploaded_count(&self) -> i32 {
-        int(self.0.total_uploaded_count)
-    }
-    /// Data rows in the file, header excluded.
-    async fn actual_row_count(&self) -> i32 {
-        int(self.0.actual_row_count)
-    }
-    /// Rows rejected. When `FINISHED`: `totalUploadedCount + errorCount == actualRowCount`.
-    async fn error_count(&self) -> i32 {
-        int(self.0.error_count)
-    }
-    /// Rows read and judged so far (live progress while `PROCESSING`).
-    async fn processed_row_count(&self) -> i32 {
-        int(self.0.processed_row_count)
-    }
-    /// The table holding this job's uploaded rows.
-    async fn upload_table_name(&self) -> &str {
-        &self.0.upload_table_name
-    }
-    /// The client's file name, without path parts.
-    async fn uploaded_file_name(&self) -> &str {
-        &self.0.uploaded_file_name
-    }
-    /// How the file's rows name customers.
-    async fn customer_identifier(&self) -> Result<CustomerIdentifierType> {
-        stored_enum(
-            CustomerIdentifierType::parse,
-            &self.0.customer_identifier,
-            "customer identifier",
-        )
-    }
-    /// 0-based column of the customer identifier (tagged uploads).
-    async fn customer_identifier_column(&self) -> Option<i32> {
-        self.0.customer_identifier_column
-    }
-    /// 0-based column of the coupon code.
-    async fn coupon_code_column(&self) -> Option<i32> {
-        self.0.coupon_code_column
-    }
-    async fn has_header(&self) -> bool {
-        self.0.has_header
-    }
-    /// A cancel was asked for; the job stops at its next batch boundary.
-    async fn cancel_requested(&self) -> bool {
-        self.0.cancel_requested
-    }
-    /// Why the job as a whole could not run (`ERRORED` only).
-    async fn error_reason(&self) -> Option<&str> {
-        self.0.error_reason.as_deref()
-    }
-    /// The audience group the tagged customers joined; null for `NOT_TAGGED` uploads.
-    async fn audience_group_id(&self) -> Option<ID> {
-        self.0.audience_group_id.map(id)
-    }
-    /// The audience group version this upload formed; null for `NOT_TAGGED` uploads.
-    async fn audience_group_version_id(&self) -> Option<ID> {
-        self.0.audience_group_version_id.map(id)
     }
     async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
         let Some(gid) = self.0.audience_group_id else {
@@ -435,7 +411,7 @@ impl UploadJob {
             .map_err(loader_err)?;
         Ok(v.map(AudienceGroupVersion))
     }
-}
+});
 
 /// A coupon series: the campaign uploaded codes belong to.
 pub struct CouponSeries(pub coupon_series::Model);

@@ -1,16 +1,16 @@
 //! `/files/<key>?expires=…&sig=…`: signed, expiring downloads of stored files. The link is the
 //! credential (browsers follow it without headers), so no API key is asked for here.
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::Shared;
+use super::error::Shape;
 use crate::error::AppError;
 
 pub fn router() -> Router<Shared> {
@@ -60,10 +60,5 @@ async fn download(
 }
 
 fn error(e: AppError) -> Response {
-    let status: StatusCode = e.status();
-    (
-        status,
-        Json(json!({ "error": { "code": e.code(), "message": e.public_message() } })),
-    )
-        .into_response()
+    e.shaped(Shape::Download).into_response()
 }

@@ -1,6 +1,5 @@
 //! `/graphql`: queries over POST and GET, and GraphiQL for browsers.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -8,21 +7,21 @@ use async_graphql::BatchRequest;
 use async_graphql::parser::types::ExecutableDocument;
 use async_graphql_axum::GraphQLBatchRequest;
 use async_graphql_axum::rejection::GraphQLRejection;
+use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::header::{ACCEPT, WWW_AUTHENTICATE};
+use axum::http::header::ACCEPT;
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::json;
 
 use super::multipart::{self, is_multipart};
 use super::{AppState, Shared};
 use crate::error::AppError;
 use crate::graphql::RequestContext;
 use crate::graphql::compiled::StatusPlan;
+use crate::graphql::spans::first_error_code;
 
 pub fn router() -> Router<Shared> {
     Router::new().route("/graphql", get(graphql_get).post(graphql))
@@ -80,55 +79,50 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
     let is_get = req.method() == Method::GET;
     let org = match state.authorize(req.headers()).await {
         Ok(org) => org,
-        Err(e @ AppError::Unauthenticated(_)) if is_multipart(&req) => return error_response(e),
+        Err(e @ AppError::Unauthenticated(_)) if is_multipart(&req) => return e.into_response(),
         Err(e @ AppError::Unauthenticated(_)) => {
             let Ok(req) = limit_body(req, ANONYMOUS_BODY_LIMIT).await else {
-                return error_response(e);
+                return e.into_response();
             };
-            let Ok(mut batch) = parse(req, &state).await else {
-                return error_response(e);
+            let Ok(batch) = parse(req, &state).await else {
+                return e.into_response();
             };
             let docs = prepare(&batch, &state.docs);
             if !(state.limits.introspection && docs.iter().all(|d| d.introspection_only)) {
-                return error_response(e);
+                return e.into_response();
             }
-            hand_parsed(&mut batch, &docs);
-            let mut res = execute(&state, batch, &docs).await;
-            code_client_errors(&mut res);
-            return respond(res, &accept);
+            return run(&state, batch, &docs, None, &accept).await;
         }
-        Err(e) => return error_response(e),
+        Err(e) => return e.into_response(),
     };
     let batch = if is_multipart(&req) {
         // Multipart bodies carry uploads, which only READ_WRITE keys may make: refuse the
         // others before reading a byte of the file.
         if let Err(e) = org.require_write() {
-            return error_response(e);
+            return e.into_response();
         }
         match multipart::graphql_request(req, &state.uploads).await {
             Ok(batch) => batch,
-            Err(e) => return error_response(e),
+            Err(e) => return e.into_response(),
         }
     } else {
         let req = match limit_body(req, state.uploads.max_field_bytes).await {
             Ok(req) => req,
-            Err(e) => return error_response(e),
+            Err(e) => return e.into_response(),
         };
         match parse(req, &state).await {
             Ok(batch) => batch,
             Err(rejection) => return rejection,
         }
     };
-    let mut batch = batch;
     let docs = prepare(&batch, &state.docs);
     if let Err(e) = check_limits(&docs, &state.limits) {
-        return error_response(e);
+        return e.into_response();
     }
     if is_get && docs.iter().any(|d| d.has_mutation) {
         // GraphQL over HTTP: GET is for queries only.
-        let mut res = error_response(AppError::BadUserInput(
-            "mutations must be sent with POST".into(),
-        ));
+        let mut res =
+            AppError::BadUserInput("mutations must be sent with POST".into()).into_response();
         *res.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
         res.headers_mut()
             .insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
@@ -137,13 +131,31 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
     if let Some(res) = answer_compiled(&state, &batch, &docs, &org, &accept).await {
         return res;
     }
-    hand_parsed(&mut batch, &docs);
-    let ctx = RequestContext::new(state.service.clone(), org);
-    let mut res = execute(&state, batch.data(ctx), &docs).await;
+    run(&state, batch, &docs, Some(org), &accept).await
+}
+
+/// Executes a request's operations with async-graphql and answers: each gets its parsed
+/// document, its errors their codes, its name and outcome counted. With the caller's org
+/// (anonymous requests run introspection only), a single operation that succeeded proves its
+/// document valid, so its compiled plan may answer from then on.
+async fn run(
+    state: &AppState,
+    mut batch: BatchRequest,
+    docs: &[DocSummary],
+    org: Option<crate::domain::OrgContext>,
+    accept: &str,
+) -> Response {
+    hand_parsed(&mut batch, docs);
+    let signed_in = org.is_some();
+    if let Some(org) = org {
+        batch = batch.data(RequestContext::new(state.service.clone(), org));
+    }
+    let mut res = execute(state, batch, docs).await;
     code_client_errors(&mut res);
-    if let async_graphql::BatchResponse::Single(r) = &res
+    if signed_in
+        && let async_graphql::BatchResponse::Single(r) = &res
         && r.errors.is_empty()
-        && let [doc] = &docs[..]
+        && let [doc] = docs
         && let Some(parsed) = &doc.parsed
     {
         parsed.proven.store(true, Ordering::Relaxed);
@@ -154,7 +166,7 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
             .metrics()
             .observe_operation(&doc.name, &first_error_code(r));
     }
-    respond(res, &accept)
+    respond(res, accept)
 }
 
 /// A single request whose document compiled to a status plan, proven valid, answered by the
@@ -232,7 +244,7 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
             && r.errors.iter().all(|e| e.path.is_empty())
     };
     let all = responses(&res);
-    let failed = !all.is_empty() && all.into_iter().all(request_error);
+    let failed = !all.is_empty() && all.iter().all(request_error);
     let (status, media) = match (legacy, failed) {
         (true, _) => (StatusCode::OK, "application/json"),
         (false, true) => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE_JSON),
@@ -240,7 +252,7 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
     };
     match serde_json::to_vec(&res) {
         Ok(body) => (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response(),
-        Err(e) => error_response(AppError::Internal(e.into())),
+        Err(e) => AppError::Internal(e.into()).into_response(),
     }
 }
 
@@ -286,37 +298,10 @@ async fn parse(req: Request, state: &AppState) -> Result<BatchRequest, Response>
         .map_err(IntoResponse::into_response)
 }
 
-/// An error raised before execution, as a GraphQL response with `extensions.code`.
-fn error_response(e: AppError) -> Response {
-    let status = e.status();
-    let retry_after = match &e {
-        AppError::RateLimited { retry_after_secs } => {
-            HeaderValue::from_str(&retry_after_secs.to_string()).ok()
-        }
-        _ => None,
-    };
-    let body = Json(json!({
-        "errors": [{ "message": e.public_message(), "extensions": { "code": e.code() } }]
-    }));
-    let mut res = (status, body).into_response();
-    if status == StatusCode::UNAUTHORIZED {
-        res.headers_mut()
-            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    }
-    if let Some(v) = retry_after {
-        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
-    }
-    res
-}
-
 /// Our own errors all carry `extensions.code`; the ones that do not come from async-graphql's
 /// parsing, validation and input coercion, which are the client's mistakes: `BAD_USER_INPUT`.
 fn code_client_errors(res: &mut async_graphql::BatchResponse) {
-    let responses: Vec<&mut async_graphql::Response> = match res {
-        async_graphql::BatchResponse::Single(r) => vec![r],
-        async_graphql::BatchResponse::Batch(rs) => rs.iter_mut().collect(),
-    };
-    for r in responses {
+    for r in responses_mut(res) {
         for e in &mut r.errors {
             let ext = e.extensions.get_or_insert_with(Default::default);
             if ext.get("code").is_none() {
@@ -348,10 +333,33 @@ fn check_limits(
     Ok(())
 }
 
-fn responses(res: &async_graphql::BatchResponse) -> Vec<&async_graphql::Response> {
+/// A batch's responses, a single one as a batch of one.
+fn responses(res: &async_graphql::BatchResponse) -> &[async_graphql::Response] {
     match res {
-        async_graphql::BatchResponse::Single(r) => vec![r],
-        async_graphql::BatchResponse::Batch(rs) => rs.iter().collect(),
+        async_graphql::BatchResponse::Single(r) => std::slice::from_ref(r),
+        async_graphql::BatchResponse::Batch(rs) => rs,
+    }
+}
+
+fn responses_mut(res: &mut async_graphql::BatchResponse) -> &mut [async_graphql::Response] {
+    match res {
+        async_graphql::BatchResponse::Single(r) => std::slice::from_mut(r),
+        async_graphql::BatchResponse::Batch(rs) => rs,
+    }
+}
+
+/// A batch's requests, a single one as a batch of one.
+fn requests(batch: &BatchRequest) -> &[async_graphql::Request] {
+    match batch {
+        BatchRequest::Single(r) => std::slice::from_ref(r),
+        BatchRequest::Batch(rs) => rs,
+    }
+}
+
+fn requests_mut(batch: &mut BatchRequest) -> &mut [async_graphql::Request] {
+    match batch {
+        BatchRequest::Single(r) => std::slice::from_mut(r),
+        BatchRequest::Batch(rs) => rs,
     }
 }
 
@@ -371,10 +379,17 @@ struct DocSummary {
 /// Documents parsed lately, by their text, with what [`DocSummary`] reads of them: a client
 /// sends the same few queries over and over, and parsing is a large share of a small query's
 /// cost. Bounded: at most [`DOC_CACHE_ENTRIES`] documents of at most [`DOC_CACHE_MAX_LEN`]
-/// bytes; when full it starts afresh.
-#[derive(Default)]
+/// bytes, the least used evicted first.
 pub struct DocCache {
-    docs: std::sync::Mutex<HashMap<String, Arc<ParsedDoc>>>,
+    docs: quick_cache::sync::Cache<String, Arc<ParsedDoc>>,
+}
+
+impl Default for DocCache {
+    fn default() -> Self {
+        Self {
+            docs: quick_cache::sync::Cache::new(DOC_CACHE_ENTRIES),
+        }
+    }
 }
 
 struct ParsedDoc {
@@ -396,25 +411,17 @@ const DOC_CACHE_MAX_LEN: usize = 16 * 1024;
 
 impl DocCache {
     fn get_or_parse(&self, query: &str) -> Option<Arc<ParsedDoc>> {
-        if let Some(hit) = self.lock().get(query) {
-            return Some(hit.clone());
+        if let Some(hit) = self.docs.get(query) {
+            return Some(hit);
         }
         // A document that does not parse is reported by execution, not here.
         let doc = Arc::new(ParsedDoc::read(
             async_graphql::parser::parse_query(query).ok()?,
         ));
         if query.len() <= DOC_CACHE_MAX_LEN {
-            let mut docs = self.lock();
-            if docs.len() >= DOC_CACHE_ENTRIES {
-                docs.clear();
-            }
-            docs.insert(query.to_owned(), doc.clone());
+            self.docs.insert(query.to_owned(), doc.clone());
         }
         Some(doc)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<ParsedDoc>>> {
-        self.docs.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -468,12 +475,8 @@ impl ParsedDoc {
 /// Parses each request's document once (or takes it from the cache); returns what the handler
 /// checks, with the parsed document.
 fn prepare(batch: &BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
-    let requests: Vec<&async_graphql::Request> = match batch {
-        BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter().collect(),
-    };
-    requests
-        .into_iter()
+    requests(batch)
+        .iter()
         .map(|r| {
             let parsed = cache.get_or_parse(&r.query);
             DocSummary {
@@ -494,23 +497,9 @@ fn prepare(batch: &BatchRequest, cache: &DocCache) -> Vec<DocSummary> {
 /// Hands each request its parsed document, so the schema does not parse it again (a copy: the
 /// executor takes it by value). Only for requests the executor runs.
 fn hand_parsed(batch: &mut BatchRequest, docs: &[DocSummary]) {
-    let requests: Vec<&mut async_graphql::Request> = match batch {
-        BatchRequest::Single(r) => vec![r],
-        BatchRequest::Batch(rs) => rs.iter_mut().collect(),
-    };
-    for (r, d) in requests.into_iter().zip(docs) {
+    for (r, d) in requests_mut(batch).iter_mut().zip(docs) {
         if let Some(p) = &d.parsed {
             r.set_parsed_query(p.doc.clone());
         }
     }
-}
-
-/// The code of a response's first error, `OK` without errors.
-pub(crate) fn first_error_code(r: &async_graphql::Response) -> String {
-    r.errors
-        .first()
-        .and_then(|e| e.extensions.as_ref())
-        .and_then(|x| x.get("code"))
-        .map(|c| c.to_string().trim_matches('"').to_owned())
-        .unwrap_or_else(|| "OK".into())
 }

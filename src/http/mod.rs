@@ -2,6 +2,7 @@
 //! and shape its answer for their protocol; the rules live in `crate::service`.
 
 mod auth;
+pub mod error;
 mod files;
 pub(crate) mod graphql;
 mod health;
@@ -27,56 +28,86 @@ use crate::db::StatementCounter;
 use crate::graphql::{AppSchema, GraphqlLimits};
 use crate::service::Service;
 
-/// Everything a handler needs. Built and adjusted by the caller, then handed to [`router`],
-/// which shares it behind one `Arc` ([`Shared`]): axum clones the state for every request and
-/// middleware, and a clone of this struct is dozens of reference counts and a `Vec` copy.
+/// Everything a handler needs, built once by the app builder (`App::build`) from the settings.
+/// [`router`] shares it behind one `Arc` ([`Shared`]): axum clones the state for every request
+/// and middleware, and a clone of this struct is dozens of reference counts and a `Vec` copy.
 #[derive(Clone)]
 pub struct AppState {
     pub service: Service,
-    pub schema: AppSchema,
+    pub(crate) schema: AppSchema,
     /// The schema WebSocket operations run on (see `build_ws_schema_with`).
-    pub ws_schema: AppSchema,
+    pub(crate) ws_schema: AppSchema,
     pub statements: StatementCounter,
-    pub uploads: UploadLimits,
-    pub limits: GraphqlLimits,
-    pub rate_limiter: ratelimit::RateLimiter,
-    pub ws: ws::WsLimits,
+    pub(crate) uploads: UploadLimits,
+    pub(crate) limits: GraphqlLimits,
+    pub(crate) rate_limiter: ratelimit::RateLimiter,
+    pub(crate) ws: ws::WsLimits,
     ws_counts: ws::WsCounts,
     /// Longest a request may take (uploads, downloads and WebSockets excepted).
-    pub request_timeout: std::time::Duration,
+    pub(crate) request_timeout: std::time::Duration,
     /// Origins allowed cross-origin access (`*`: any).
-    pub cors_origins: Vec<String>,
+    pub(crate) cors_origins: Vec<String>,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
     pub shutdown: CancellationToken,
     /// GraphQL documents parsed lately, by their text (clients send the same few queries).
     pub(crate) docs: std::sync::Arc<graphql::DocCache>,
 }
 
+/// HTTP settings beyond the limits each door has.
+#[derive(Clone, Debug)]
+pub struct HttpSettings {
+    /// Longest a request may take (uploads, downloads and WebSockets excepted).
+    pub request_timeout: std::time::Duration,
+    /// Origins allowed cross-origin access (`*`: any; empty: same origin only).
+    pub cors_origins: Vec<String>,
+    /// How long an authenticated key is trusted without asking the database again.
+    pub auth_cache: std::time::Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            request_timeout: std::time::Duration::from_secs(30),
+            cors_origins: Vec::new(),
+            auth_cache: crate::service::DEFAULT_KEY_CACHE_TTL,
+        }
+    }
+}
+
 /// The state as handlers and middleware receive it.
 pub(crate) type Shared = std::sync::Arc<AppState>;
 
 impl AppState {
-    pub fn new(
+    pub(crate) fn new(
         service: Service,
-        statements: StatementCounter,
         uploads: UploadLimits,
         limits: GraphqlLimits,
+        ws: ws::WsLimits,
+        rate_limit: ratelimit::RateLimit,
+        http: &HttpSettings,
+        shutdown: CancellationToken,
     ) -> Self {
         let schema = crate::graphql::build_schema_with(service.clone(), &limits);
         let ws_schema = crate::graphql::build_ws_schema_with(service.clone(), &limits);
+        let cors_origins = http
+            .cors_origins
+            .iter()
+            .map(|o| o.trim().to_owned())
+            .filter(|o| !o.is_empty())
+            .collect();
         Self {
+            statements: service.statements().clone(),
             service,
             schema,
             ws_schema,
-            statements,
             uploads,
             limits,
-            cors_origins: Vec::new(),
-            rate_limiter: ratelimit::RateLimiter::default(),
-            ws: ws::WsLimits::default(),
+            cors_origins,
+            rate_limiter: ratelimit::RateLimiter::new(rate_limit),
+            ws,
             ws_counts: Default::default(),
-            request_timeout: std::time::Duration::from_secs(30),
-            shutdown: CancellationToken::new(),
+            request_timeout: http.request_timeout,
+            shutdown,
             docs: Default::default(),
         }
     }
@@ -128,11 +159,7 @@ async fn request_timeout(
     }
     match tokio::time::timeout(state.request_timeout, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => {
-            let e = crate::error::AppError::Timeout(state.request_timeout);
-            let body = serde_json::json!({ "errors": [{ "message": e.public_message(), "extensions": { "code": e.code() } }] });
-            (e.status(), axum::Json(body)).into_response()
-        }
+        Err(_) => crate::error::AppError::Timeout(state.request_timeout).into_response(),
     }
 }
 

@@ -11,14 +11,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
 use super::Shared;
+use super::error::Shape;
 use super::multipart::{self, is_multipart};
 use crate::domain::CustomerIdentifierType;
 use crate::entity::upload_job;
 use crate::error::AppError;
 use crate::service::{NewUpload, Page, Service, parse_id};
+use crate::view::{JobField, Value};
 
 pub fn router() -> Router<Shared> {
     Router::new()
@@ -50,73 +51,58 @@ fn ok(result: impl Serialize) -> Response {
 }
 
 fn fail(e: AppError) -> Response {
-    let status = e.status();
-    let message = e.public_message();
-    let body = json!({
-        "success": false,
-        "status": status.as_u16(),
-        "message": message,
-        "errors": [{ "code": e.code(), "message": message }],
-    });
-    let mut res = (status, Json(body)).into_response();
-    if let AppError::RateLimited { retry_after_secs } = e
-        && let Ok(v) = axum::http::HeaderValue::from_str(&retry_after_secs.to_string())
-    {
-        res.headers_mut().insert(axum::http::header::RETRY_AFTER, v);
+    e.shaped(Shape::Capillary).into_response()
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UploadStatusResult<'a> {
+    org_id: i64,
+    coupon_series_id: i64,
+    upload_job_statuses: Vec<RestUploadJob<'a>>,
+}
+
+/// One job, field for field as Capillary's status API sends it: the fields `crate::view` marks
+/// for REST, in its order; ids as numbers (an absent one `0`), times as epoch-millisecond
+/// strings, files as signed links.
+struct RestUploadJob<'a> {
+    job: upload_job::Model,
+    service: &'a Service,
+}
+
+impl<'a> RestUploadJob<'a> {
+    fn new(service: &'a Service, job: upload_job::Model) -> Self {
+        Self { job, service }
     }
-    res
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct UploadStatusResult {
-    org_id: i64,
-    coupon_series_id: i64,
-    upload_job_statuses: Vec<RestUploadJob>,
-}
-
-/// One job, field for field as Capillary's status API sends it.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct RestUploadJob {
-    org_id: i64,
-    coupon_series_id: i64,
-    job_id: i64,
-    upload_status: String,
-    created_on: String,
-    updated_on: String,
-    error_file_url: Option<String>,
-    success_file_url: Option<String>,
-    uploaded_file_url: Option<String>,
-    total_uploaded_count: i64,
-    actual_row_count: i64,
-    error_count: i64,
-    upload_table_name: String,
-    uploaded_file_name: String,
-    audience_group_id: i64,
-    audience_group_version_id: i64,
-}
-
-impl RestUploadJob {
-    fn new(service: &Service, j: upload_job::Model) -> Self {
-        Self {
-            org_id: j.org_id,
-            coupon_series_id: j.coupon_series_id,
-            job_id: j.id,
-            created_on: j.created_on.timestamp_millis().to_string(),
-            updated_on: j.updated_on.timestamp_millis().to_string(),
-            error_file_url: service.file_url(j.error_file_key.as_deref()),
-            success_file_url: service.file_url(j.success_file_key.as_deref()),
-            uploaded_file_url: service.file_url(j.uploaded_file_key.as_deref()),
-            total_uploaded_count: j.total_uploaded_count,
-            actual_row_count: j.actual_row_count,
-            error_count: j.error_count,
-            audience_group_id: j.audience_group_id.unwrap_or(0),
-            audience_group_version_id: j.audience_group_version_id.unwrap_or(0),
-            upload_status: j.upload_status,
-            upload_table_name: j.upload_table_name,
-            uploaded_file_name: j.uploaded_file_name,
+impl Serialize for RestUploadJob<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        let mut map = ser.serialize_map(None)?;
+        for field in JobField::ALL.iter().filter(|f| f.in_rest()) {
+            let value = field.get(&self.job).ok_or_else(|| {
+                S::Error::custom(format!(
+                    "job {}: the stored {} is not valid",
+                    self.job.id,
+                    field.name()
+                ))
+            })?;
+            let name = field.name();
+            match value {
+                Value::Id(n) | Value::Count(n) => map.serialize_entry(name, &n)?,
+                Value::OptId(n) => map.serialize_entry(name, &n.unwrap_or(0))?,
+                Value::OptInt(n) => map.serialize_entry(name, &n)?,
+                Value::Bool(b) => map.serialize_entry(name, &b)?,
+                Value::Str(s) => map.serialize_entry(name, s)?,
+                Value::OptStr(s) => map.serialize_entry(name, &s)?,
+                Value::Time(t) => map.serialize_entry(name, &t.timestamp_millis().to_string())?,
+                Value::File(key) => map.serialize_entry(name, &self.service.file_url(key))?,
+                Value::Status(x) => map.serialize_entry(name, x.as_str())?,
+                Value::Identifier(x) => map.serialize_entry(name, x.as_str())?,
+            }
         }
+        map.end()
     }
 }
 
@@ -173,9 +159,9 @@ async fn get_upload_status(
 /// `POST /coupon/api/v1/upload/file/{couponSeriesId}`'s result: the new job and the file name.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct UploadResult {
+struct UploadResult<'a> {
     #[serde(flatten)]
-    job: RestUploadJob,
+    job: RestUploadJob<'a>,
     file_name: String,
 }
 

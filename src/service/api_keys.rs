@@ -7,8 +7,6 @@
 //! A key that authenticated is remembered for a moment ([`KeyCache`]), so a client polling
 //! status does not pay a lookup per request.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,31 +35,28 @@ pub fn hash_key(key: &str) -> String {
 
 /// How long [`KeyCache`] trusts a key by default.
 pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(2);
-/// Keys remembered at most; past it the cache starts afresh (one lookup per key again).
+/// Keys remembered at most; past it the least used are evicted (they cost a lookup again).
 const KEY_CACHE_ENTRIES: usize = 10_000;
 
-/// Keys that authenticated lately, by their SHA-256, with what they stand for. Unknown and
-/// revoked keys are never cached, so a wrong key always costs a lookup (and meets the rate
-/// limit of nobody: it is refused before).
+/// Keys that authenticated lately, by their SHA-256, with what they stand for and when they
+/// were looked up. Unknown and revoked keys are never cached, so a wrong key always costs a
+/// lookup (and meets the rate limit of nobody: it is refused before).
 pub struct KeyCache {
     ttl_ms: AtomicU64,
-    entries: Mutex<HashMap<[u8; 32], (OrgContext, Instant)>>,
+    entries: quick_cache::sync::Cache<[u8; 32], (OrgContext, Instant)>,
 }
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
-            entries: Mutex::new(HashMap::new()),
+            entries: quick_cache::sync::Cache::new(KEY_CACHE_ENTRIES),
         }
     }
 
     pub fn set_ttl(&self, ttl: Duration) {
         self.ttl_ms.store(ttl.as_millis() as u64, Ordering::Relaxed);
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        self.entries.clear();
     }
 
     fn ttl(&self) -> Duration {
@@ -73,31 +68,21 @@ impl KeyCache {
         if ttl.is_zero() {
             return None;
         }
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.entries
             .get(digest)
             .filter(|(_, at)| at.elapsed() < ttl)
-            .map(|(org, _)| org.clone())
+            .map(|(org, _)| org)
     }
 
     fn put(&self, digest: [u8; 32], org: OrgContext) {
-        let ttl = self.ttl();
-        if ttl.is_zero() {
-            return;
+        if !self.ttl().is_zero() {
+            self.entries.insert(digest, (org, Instant::now()));
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= KEY_CACHE_ENTRIES {
-            entries.retain(|_, (_, at)| at.elapsed() < ttl);
-            if entries.len() >= KEY_CACHE_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(digest, (org, Instant::now()));
     }
 
     pub(super) fn forget(&self, api_key_id: i64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|_, (org, _)| org.api_key_id != api_key_id);
+        self.entries
+            .retain(|_, (org, _)| org.api_key_id != api_key_id);
     }
 }
 

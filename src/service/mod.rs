@@ -7,15 +7,17 @@
 
 mod api_keys;
 mod audience;
+mod scrape;
 mod series;
 mod status;
 mod status_lane;
+mod status_page;
 mod uploads;
 
 pub use api_keys::{DEFAULT_KEY_CACHE_TTL, NewApiKey};
 pub use series::SeriesPage;
 pub use series::{CouponSeriesChanges, NewCouponSeries};
-pub use status::{JobWithAudience, StatusPage, UploadStatus};
+pub use status_page::{JobWithAudience, StatusPage, UploadStatus};
 pub use uploads::{NewUpload, UPLOAD_TABLE, result_keys, sanitize_file_name};
 
 use crate::domain::OrgContext;
@@ -45,7 +47,7 @@ pub struct ServiceParts {
     storage: Storage,
     links: FileLinks,
     events: JobEvents,
-    metrics: crate::http::metrics::Metrics,
+    metrics: crate::telemetry::Metrics,
     /// Woken when a job is created, so an idle worker starts at once.
     jobs_ready: Arc<Notify>,
     keys: Arc<api_keys::KeyCache>,
@@ -97,8 +99,13 @@ impl Service {
         self.keys.set_ttl(ttl);
     }
 
-    pub fn metrics(&self) -> &crate::http::metrics::Metrics {
+    pub fn metrics(&self) -> &crate::telemetry::Metrics {
         &self.metrics
+    }
+
+    /// Every statement this service sends, through sea-orm or not.
+    pub fn statements(&self) -> &crate::db::StatementCounter {
+        &self.statements
     }
 
     pub fn events(&self) -> &JobEvents {

@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use super::status_page::{Found, JobWithAudience, StatusPage, UploadStatus};
 use super::{Page, Service, org_of};
 use crate::domain::{OrgContext, UploadJobStatus};
 use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
@@ -10,29 +11,6 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, Iterable, QueryFilter, QueryOrder,
     QuerySelect, Value,
 };
-
-/// The status of one coupon series' uploads: the series (checked to be the caller's), whose
-/// jobs are then read page by page with [`Service::upload_jobs`].
-#[derive(Clone, Debug)]
-pub struct UploadStatus {
-    pub org_id: i64,
-    pub series: coupon_series::Model,
-}
-
-/// A page of a series' jobs, read together with the series in one statement.
-#[derive(Clone, Debug)]
-pub struct StatusPage {
-    pub status: UploadStatus,
-    pub jobs: Vec<JobWithAudience>,
-}
-
-/// A job with its audience group and version, when they were asked for and it has them.
-#[derive(Clone, Debug)]
-pub struct JobWithAudience {
-    pub job: upload_job::Model,
-    pub group: Option<audience_group::Model>,
-    pub version: Option<audience_group_version::Model>,
-}
 
 /// `"t"."col" AS "p_col", …` for every column of an entity.
 fn columns<E: EntityTrait>(table: &str, prefix: &str) -> String {
@@ -114,7 +92,7 @@ impl Service {
         statuses: Option<&[UploadJobStatus]>,
         page: Page,
         audience: bool,
-    ) -> AppResult<super::status_lane::Found> {
+    ) -> AppResult<Found> {
         let mut values: Vec<Value> = vec![coupon_series_id.into(), org_of(org).into()];
         let mut jobs = String::new();
         if let Some(statuses) = statuses {

@@ -21,7 +21,7 @@ use sea_orm::sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sea_orm::sqlx::{self, Connection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::status::JobWithAudience;
+use super::status_page::{Found, JobWithAudience};
 use crate::db::StatementCounter;
 use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::{AppError, AppResult};
@@ -47,9 +47,6 @@ pub struct PageAsk {
     /// Join the jobs' audience groups and versions.
     pub audience: bool,
 }
-
-/// A series and a page of its jobs; `None`: the series is not the org's.
-pub type Found = Option<(coupon_series::Model, Vec<JobWithAudience>)>;
 
 struct Queued {
     ask: PageAsk,

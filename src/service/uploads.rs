@@ -1,7 +1,7 @@
 //! Accepting uploads and cancelling them. Processing is the worker's (`crate::worker`).
 
 use rand::RngCore;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{Service, org_of};
 use crate::domain::{CustomerIdentifierType, OrgContext, UploadJobStatus, now};
@@ -102,39 +102,19 @@ impl Service {
             .ok_or_else(|| AppError::not_found("coupon series", upload.coupon_series_id))?;
         let key = format!("org/{}/uploads/{}/uploaded.csv", org.org_id, random_hex(16));
         let size = self.storage.put_stream(&key, file).await?;
-        let at = now();
-        let job = upload_job::ActiveModel {
-            org_id: Set(org.org_id),
-            coupon_series_id: Set(series.id),
-            upload_status: Set(UploadJobStatus::Started.as_str().into()),
-            customer_identifier: Set(upload.customer_identifier.as_str().into()),
-            customer_identifier_column: Set(upload.customer_identifier_column),
-            coupon_code_column: Set(upload.coupon_code_column),
-            has_header: Set(upload.has_header),
-            uploaded_file_name: Set(sanitize_file_name(&upload.file_name)),
-            uploaded_file_key: Set(Some(key.clone())),
-            uploaded_file_size: Set(size as i64),
-            error_file_key: Set(None),
-            success_file_key: Set(None),
-            upload_table_name: Set(UPLOAD_TABLE.into()),
-            actual_row_count: Set(0),
-            total_uploaded_count: Set(0),
-            error_count: Set(0),
-            processed_row_count: Set(0),
-            error_reason: Set(None),
-            audience_group_id: Set(None),
-            audience_group_version_id: Set(None),
-            cancel_requested: Set(false),
-            lease_owner: Set(None),
-            lease_expires_ms: Set(None),
-            phase: Set("STAGE".into()),
-            committed_through: Set(0),
-            attempts: Set(0),
-            created_on: Set(at),
-            updated_on: Set(at),
-            finished_on: Set(None),
-            ..Default::default()
-        }
+        let job = upload_job::ActiveModel::started(upload_job::NewJob {
+            org_id: org.org_id,
+            coupon_series_id: series.id,
+            customer_identifier: upload.customer_identifier,
+            customer_identifier_column: upload.customer_identifier_column,
+            coupon_code_column: upload.coupon_code_column,
+            has_header: upload.has_header,
+            uploaded_file_name: sanitize_file_name(&upload.file_name),
+            uploaded_file_key: Some(key.clone()),
+            uploaded_file_size: size as i64,
+            upload_table_name: UPLOAD_TABLE.into(),
+            created_on: now(),
+        })
         .insert(&self.db)
         .await;
         match job {

@@ -199,11 +199,14 @@ async fn keys_revoked_elsewhere_stop_working_here_postgres() {
     use coupon_upload_api::db::{self, DbOptions, StatementCounter};
     use coupon_upload_api::service::Service;
     use std::time::{Duration, Instant};
-    let Some(app) = TestApp::spawn(crate::helpers::Backend::Postgres).await else {
+    let opts = crate::helpers::Options {
+        auth_cache: Duration::from_secs(60),
+        ..Default::default()
+    };
+    let Some(app) = TestApp::spawn_with(crate::helpers::Backend::Postgres, opts).await else {
         return;
     };
     let f = seed(&app).await;
-    app.state.service.set_key_cache_ttl(Duration::from_secs(60));
     let made = app
         .state
         .service

@@ -5,6 +5,7 @@
 //! version 1), and an empty series. Org 2 has one series with one tagged job of its own.
 
 use chrono::{DateTime, Duration, Utc};
+use coupon_upload_api::domain::CustomerIdentifierType;
 use coupon_upload_api::entity::{
     audience_group, audience_group_version, coupon_series, org, upload_job,
 };
@@ -64,38 +65,25 @@ pub async fn insert_series(app: &TestApp, org_id: i64, name: &str) -> coupon_ser
 
 /// A FINISHED untagged job with `rows` rows of which `errors` were rejected.
 pub fn job(org_id: i64, series_id: i64, created: DateTime<Utc>) -> upload_job::ActiveModel {
-    upload_job::ActiveModel {
-        org_id: Set(org_id),
-        coupon_series_id: Set(series_id),
-        upload_status: Set("FINISHED".into()),
-        customer_identifier: Set("NOT_TAGGED".into()),
-        customer_identifier_column: Set(None),
-        coupon_code_column: Set(Some(0)),
-        has_header: Set(true),
-        uploaded_file_name: Set("codes.csv".into()),
-        uploaded_file_key: Set(None),
-        uploaded_file_size: Set(100),
-        error_file_key: Set(None),
-        success_file_key: Set(None),
-        upload_table_name: Set("upload_row".into()),
-        actual_row_count: Set(0),
-        total_uploaded_count: Set(0),
-        error_count: Set(0),
-        processed_row_count: Set(0),
-        error_reason: Set(None),
-        audience_group_id: Set(None),
-        audience_group_version_id: Set(None),
-        cancel_requested: Set(false),
-        lease_owner: Set(None),
-        lease_expires_ms: Set(None),
-        phase: Set("DONE".into()),
-        committed_through: Set(0),
-        attempts: Set(1),
-        created_on: Set(created),
-        updated_on: Set(created + Duration::seconds(5)),
-        finished_on: Set(Some(created + Duration::seconds(5))),
-        ..Default::default()
-    }
+    let mut job = upload_job::ActiveModel::started(upload_job::NewJob {
+        org_id,
+        coupon_series_id: series_id,
+        customer_identifier: CustomerIdentifierType::NotTagged,
+        customer_identifier_column: None,
+        coupon_code_column: Some(0),
+        has_header: true,
+        uploaded_file_name: "codes.csv".into(),
+        uploaded_file_key: None,
+        uploaded_file_size: 100,
+        upload_table_name: "upload_row".into(),
+        created_on: created,
+    });
+    job.upload_status = Set("FINISHED".into());
+    job.phase = Set("DONE".into());
+    job.attempts = Set(1);
+    job.updated_on = Set(created + Duration::seconds(5));
+    job.finished_on = Set(Some(created + Duration::seconds(5)));
+    job
 }
 
 pub async fn insert_group(

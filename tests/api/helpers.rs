@@ -8,11 +8,11 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use coupon_upload_api::AppState;
+use coupon_upload_api::app::{App, DatabaseSettings, HttpSettings, Settings, StorageSettings};
 use coupon_upload_api::db::DbOptions;
 use coupon_upload_api::domain::Permission;
 use coupon_upload_api::http::UploadLimits;
-use coupon_upload_api::startup::{AppSettings, build_state};
-use coupon_upload_api::worker::{self, WorkerConfig};
+use coupon_upload_api::worker::WorkerConfig;
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database};
 use serde_json::{Value, json};
@@ -48,6 +48,8 @@ pub struct Options {
     pub ws: coupon_upload_api::http::ws::WsLimits,
     /// Off (0) unless a test sets it.
     pub rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
+    /// How long an authenticated key is trusted without a lookup.
+    pub auth_cache: Duration,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
                 per_second: 0.0,
                 burst: 0.0,
             },
+            auth_cache: coupon_upload_api::service::DEFAULT_KEY_CACHE_TTL,
         }
     }
 }
@@ -131,45 +134,47 @@ impl TestApp {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let state = build_state(AppSettings {
-            database_url: &url,
-            db: DbOptions {
-                max_connections: 5,
-                search_path,
+        std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");
+        let built = App::build(Settings {
+            database: DatabaseSettings {
+                url: url.clone(),
+                pool: DbOptions {
+                    max_connections: 5,
+                    search_path,
+                },
             },
-            storage_dir: &dir.path().join("files"),
-            storage_url: None,
-            public_url: &base,
-            link_secret: b"test-secret-test-secret",
-            link_ttl_secs: 600,
-            graphql: opts.graphql.clone(),
+            storage: StorageSettings {
+                dir: dir.path().join("files"),
+                url: None,
+                public_url: base.clone(),
+                link_secret: b"test-secret-test-secret".to_vec(),
+                link_ttl_secs: 600,
+            },
             uploads: UploadLimits {
                 max_file_bytes: opts.max_file_bytes,
                 spool_dir: dir.path().join("spool"),
                 ..Default::default()
             },
-        })
-        .await
-        .expect("build app");
-        let mut state = state;
-        state.cors_origins = opts.cors_origins.clone();
-        state.request_timeout = opts.request_timeout;
-        state.ws = opts.ws.clone();
-        state.rate_limiter =
-            coupon_upload_api::http::ratelimit::RateLimiter::new(opts.rate_limit.clone());
-        std::fs::create_dir_all(dir.path().join("spool")).expect("spool dir");
-        let shutdown = state.shutdown.clone();
-        state.service.events().start_listener(shutdown.clone());
-        if opts.worker {
-            let cfg = WorkerConfig {
+            graphql: opts.graphql.clone(),
+            websocket: opts.ws.clone(),
+            rate_limit: opts.rate_limit.clone(),
+            http: HttpSettings {
+                request_timeout: opts.request_timeout,
+                cors_origins: opts.cors_origins.clone(),
+                auth_cache: opts.auth_cache,
+            },
+            worker: opts.worker.then(|| WorkerConfig {
                 batch_rows: opts.batch_rows,
                 lease: Duration::from_secs(3),
                 idle_poll: Duration::from_millis(200),
                 ..Default::default()
-            };
-            worker::spawn(state.service.clone(), cfg, shutdown.clone());
-        }
-        let app = coupon_upload_api::router(state.clone());
+            }),
+        })
+        .await
+        .expect("build app");
+        let state = built.state.clone();
+        let shutdown = state.shutdown.clone();
+        let app = built.router();
         let server = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
         });

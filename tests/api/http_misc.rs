@@ -344,8 +344,12 @@ async fn metrics_are_exposed_for_prometheus(app: TestApp) {
     ] {
         assert!(text.contains(want), "{want} in:\n{text}");
     }
-    // Every sample line is `name{labels} value` or `name value`, with a number.
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
+    // Every sample line is `name{labels} value` or `name value`, with a number (blank lines
+    // between metric families are allowed by the format).
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         let value = line.rsplit(' ').next().unwrap_or_default();
         assert!(value.parse::<f64>().is_ok(), "{line}");
     }
