@@ -13,6 +13,7 @@ use coupon_upload_api::entity::{
 use sea_orm::ActiveValue::Set;
 use sea_orm::{
     ActiveModelTrait, ConnectionTrait, Database, DatabaseConnection, EntityTrait, IntoActiveModel,
+    TryIntoModel,
 };
 
 /// Rows per `insert_many` statement while seeding.
@@ -71,87 +72,12 @@ impl Rng {
     }
 }
 
-/// An `upload_job` row with every column the service sets. Columns added later (nullable or
-/// with a default) take their defaults, so the seed keeps compiling as the entity grows.
-pub struct Job {
-    id: i64,
-    org_id: i64,
-    coupon_series_id: i64,
-    upload_status: String,
-    customer_identifier: String,
-    customer_identifier_column: Option<i32>,
-    coupon_code_column: Option<i32>,
-    has_header: bool,
-    uploaded_file_name: String,
-    uploaded_file_key: Option<String>,
-    uploaded_file_size: i64,
-    error_file_key: Option<String>,
-    success_file_key: Option<String>,
-    upload_table_name: String,
-    actual_row_count: i64,
-    total_uploaded_count: i64,
-    error_count: i64,
-    processed_row_count: i64,
-    error_reason: Option<String>,
-    audience_group_id: Option<i64>,
-    audience_group_version_id: Option<i64>,
-    cancel_requested: bool,
-    lease_owner: Option<String>,
-    lease_expires_ms: Option<i64>,
-    phase: String,
-    committed_through: i64,
-    attempts: i32,
-    created_on: DateTime<Utc>,
-    updated_on: DateTime<Utc>,
-    finished_on: Option<DateTime<Utc>>,
-}
-
-impl IntoActiveModel<upload_job::ActiveModel> for Job {
-    // `..Default::default()` covers the columns this list does not know (yet).
-    #[allow(clippy::needless_update)]
-    fn into_active_model(self) -> upload_job::ActiveModel {
-        upload_job::ActiveModel {
-            id: Set(self.id),
-            org_id: Set(self.org_id),
-            coupon_series_id: Set(self.coupon_series_id),
-            upload_status: Set(self.upload_status),
-            customer_identifier: Set(self.customer_identifier),
-            customer_identifier_column: Set(self.customer_identifier_column),
-            coupon_code_column: Set(self.coupon_code_column),
-            has_header: Set(self.has_header),
-            uploaded_file_name: Set(self.uploaded_file_name),
-            uploaded_file_key: Set(self.uploaded_file_key),
-            uploaded_file_size: Set(self.uploaded_file_size),
-            error_file_key: Set(self.error_file_key),
-            success_file_key: Set(self.success_file_key),
-            upload_table_name: Set(self.upload_table_name),
-            actual_row_count: Set(self.actual_row_count),
-            total_uploaded_count: Set(self.total_uploaded_count),
-            error_count: Set(self.error_count),
-            processed_row_count: Set(self.processed_row_count),
-            error_reason: Set(self.error_reason),
-            audience_group_id: Set(self.audience_group_id),
-            audience_group_version_id: Set(self.audience_group_version_id),
-            cancel_requested: Set(self.cancel_requested),
-            lease_owner: Set(self.lease_owner),
-            lease_expires_ms: Set(self.lease_expires_ms),
-            phase: Set(self.phase),
-            committed_through: Set(self.committed_through),
-            attempts: Set(self.attempts),
-            created_on: Set(self.created_on),
-            updated_on: Set(self.updated_on),
-            finished_on: Set(self.finished_on),
-            ..Default::default()
-        }
-    }
-}
-
 /// Everything the seed inserts, in dependency order.
 pub struct Generated {
     orgs: Vec<org::Model>,
     series: Vec<coupon_series::Model>,
     groups: Vec<audience_group::Model>,
-    jobs: Vec<Job>,
+    jobs: Vec<upload_job::Model>,
     versions: Vec<audience_group_version::Model>,
     /// `jobs_per_series[series_id - 1]`.
     pub jobs_per_series: Vec<u8>,
@@ -370,7 +296,7 @@ pub fn generate() -> Generated {
 
 /// Makes a job a tagged upload of `kind` (customer in column 1, code in the default
 /// column 0).
-fn tag(job: &mut Job, kind: CustomerIdentifierType) {
+fn tag(job: &mut upload_job::Model, kind: CustomerIdentifierType) {
     job.customer_identifier = kind.as_str().into();
     job.customer_identifier_column = Some(1);
     job.uploaded_file_name = format!(
@@ -385,7 +311,7 @@ fn tag(job: &mut Job, kind: CustomerIdentifierType) {
 
 /// A job stopped at a batch boundary (`PROCESSING`, or `CANCELLED` mid-job): at least two
 /// batches of rows, some committed, rejected rows in proportion; when that happened.
-fn cut_at_batch(rng: &mut Rng, m: &mut Job, rows: i64, rejected: i64, t: i64) -> i64 {
+fn cut_at_batch(rng: &mut Rng, m: &mut upload_job::Model, rows: i64, rejected: i64, t: i64) -> i64 {
     let rows = rows.max(2 * BATCH_ROWS) + rng.below(800_000) as i64;
     let through = BATCH_ROWS * (1 + rng.below((rows / BATCH_ROWS - 1) as u64) as i64);
     m.actual_row_count = rows;
@@ -398,7 +324,14 @@ fn cut_at_batch(rng: &mut Rng, m: &mut Job, rows: i64, rejected: i64, t: i64) ->
 }
 
 /// One untagged job created at `t` (epoch ms), as the service would have left it.
-fn job(rng: &mut Rng, id: i64, org_id: i64, series_id: i64, t: i64, newest: bool) -> Job {
+fn job(
+    rng: &mut Rng,
+    id: i64,
+    org_id: i64,
+    series_id: i64,
+    t: i64,
+    newest: bool,
+) -> upload_job::Model {
     let r = rng.unit();
     let status = if newest && r < 0.02 {
         UploadJobStatus::Started
@@ -427,12 +360,10 @@ fn job(rng: &mut Rng, id: i64, org_id: i64, series_id: i64, t: i64, newest: bool
         "batch.csv",
         "promo codes (final).csv",
     ];
-    let mut m = Job {
-        id,
+    let mut started = upload_job::ActiveModel::started(upload_job::NewJob {
         org_id,
         coupon_series_id: series_id,
-        upload_status: status.as_str().into(),
-        customer_identifier: CustomerIdentifierType::NotTagged.as_str().into(),
+        customer_identifier: CustomerIdentifierType::NotTagged,
         customer_identifier_column: None,
         coupon_code_column: None,
         has_header: true,
@@ -443,26 +374,16 @@ fn job(rng: &mut Rng, id: i64, org_id: i64, series_id: i64, t: i64, newest: bool
         ),
         uploaded_file_key: Some(format!("org/{org_id}/uploads/{}/uploaded.csv", rng.hex())),
         uploaded_file_size: file_size(rows, false),
-        error_file_key: None,
-        success_file_key: None,
         upload_table_name: UPLOAD_TABLE.into(),
-        actual_row_count: 0,
-        total_uploaded_count: 0,
-        error_count: 0,
-        processed_row_count: 0,
-        error_reason: None,
-        audience_group_id: None,
-        audience_group_version_id: None,
-        cancel_requested: false,
-        lease_owner: None,
-        lease_expires_ms: None,
-        phase: "DONE".into(),
-        committed_through: 0,
-        attempts: 1,
         created_on: ms(t),
-        updated_on: ms(t),
-        finished_on: None,
-    };
+    });
+    started.id = Set(id);
+    let mut m = started
+        .try_into_model()
+        .expect("a started job sets every column");
+    m.upload_status = status.as_str().into();
+    m.phase = "DONE".into();
+    m.attempts = 1;
     // About 150,000 rows/s once picked up, which takes a moment.
     let end = t + 300 + rng.below(1_000) as i64 + rows / 150;
     match status {
