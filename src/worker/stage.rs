@@ -11,7 +11,7 @@ use std::io::BufReader;
 use sea_orm::{ConnectionTrait, DbBackend, Value};
 use tokio::sync::mpsc;
 
-use super::job::{JobCtx, Stop};
+use super::ctx::{JobCtx, Stop};
 use super::sql::stmt;
 use crate::ingest::reader::{FileError, ReaderOptions, RowReader, StagedRow};
 use crate::ingest::seen::SeenCodes;
@@ -45,13 +45,7 @@ pub async fn stage(ctx: &JobCtx<'_>) -> Result<Result<i64, FileError>, Stop> {
     let Some(key) = ctx.job.uploaded_file_key.clone() else {
         return Ok(Err(FileError::Io("the uploaded file is missing".into())));
     };
-    let Some(reader) = ctx
-        .service
-        .storage()
-        .reader(&key)
-        .await
-        .map_err(Stop::Internal)?
-    else {
+    let Some(reader) = ctx.service.storage().reader(&key).await? else {
         return Ok(Err(FileError::Io(
             "the uploaded file is missing from storage".into(),
         )));
@@ -186,27 +180,24 @@ async fn stage_postgres(
     ctx: &JobCtx<'_>,
     mut rx: mpsc::Receiver<Batch>,
 ) -> Result<Result<i64, FileError>, Stop> {
-    let internal = |e: sea_orm::sqlx::Error| Stop::Internal(e.into());
     let pool = ctx.service.db().get_postgres_connection_pool();
-    let mut tx = pool.begin().await.map_err(internal)?;
+    let mut tx = pool.begin().await?;
     sea_orm::sqlx::query("DELETE FROM upload_row WHERE job_id = $1")
         .bind(ctx.job.id)
         .execute(&mut *tx)
-        .await
-        .map_err(internal)?;
+        .await?;
     let mut copy = tx
         .copy_in_raw(
             "COPY upload_row (job_id, row_number, raw_code, raw_customer, code, customer, error_code, \
              error_message, maybe_duplicate) FROM STDIN",
         )
-        .await
-        .map_err(internal)?;
+        .await?;
     let mut rows = 0i64;
     while let Some(batch) = rx.recv().await {
         match batch {
             Ok(Rows::Copy { data, last_row }) => {
                 rows = last_row;
-                copy.send(data.as_slice()).await.map_err(internal)?;
+                copy.send(data.as_slice()).await?;
             }
             Ok(Rows::Rows(_)) => {
                 return Err(Stop::Internal(anyhow::anyhow!(
@@ -221,7 +212,7 @@ async fn stage_postgres(
         }
         ctx.check_alive()?;
     }
-    copy.finish().await.map_err(internal)?;
+    copy.finish().await?;
     let moved = sea_orm::sqlx::query(
         "UPDATE upload_job SET phase = 'JUDGE', actual_row_count = $1, updated_on = $2 \
          WHERE id = $3 AND lease_owner = $4",
@@ -231,13 +222,12 @@ async fn stage_postgres(
     .bind(ctx.job.id)
     .bind(&ctx.cfg.instance)
     .execute(&mut *tx)
-    .await
-    .map_err(internal)?;
+    .await?;
     if moved.rows_affected() != 1 {
         let _ = tx.rollback().await;
         return Err(Stop::LostLease);
     }
-    tx.commit().await.map_err(internal)?;
+    tx.commit().await?;
     Ok(Ok(rows))
 }
 
@@ -247,16 +237,13 @@ async fn stage_sqlite(
 ) -> Result<Result<i64, FileError>, Stop> {
     let db = ctx.service.db();
     let backend = ctx.backend;
-    let txn = crate::db::begin_write(db)
-        .await
-        .map_err(|e| Stop::Internal(e.into()))?;
+    let txn = crate::db::begin_write(db).await?;
     txn.execute_raw(stmt(
         backend,
         "DELETE FROM upload_row WHERE job_id = $1",
         vec![ctx.job.id.into()],
     ))
-    .await
-    .map_err(|e| Stop::Internal(e.into()))?;
+    .await?;
     let mut rows = 0i64;
     while let Some(batch) = rx.recv().await {
         let batch = match batch {
@@ -303,9 +290,7 @@ async fn stage_sqlite(
                     staged.maybe_duplicate.into(),
                 ]);
             }
-            txn.execute_raw(stmt(backend, &sql, values))
-                .await
-                .map_err(|e| Stop::Internal(e.into()))?;
+            txn.execute_raw(stmt(backend, &sql, values)).await?;
         }
         rows = batch.last().map(|r| r.row.row_number).unwrap_or(rows);
         ctx.check_alive()?;
@@ -316,13 +301,12 @@ async fn stage_sqlite(
             "UPDATE upload_job SET phase = 'JUDGE', actual_row_count = $1, updated_on = $2 WHERE id = $3 AND lease_owner = $4",
             vec![rows.into(), crate::domain::now().into(), ctx.job.id.into(), ctx.cfg.instance.clone().into()],
         ))
-        .await
-        .map_err(|e| Stop::Internal(e.into()))?;
+        .await?;
     if moved.rows_affected() != 1 {
         let _ = txn.rollback().await;
         return Err(Stop::LostLease);
     }
-    txn.commit().await.map_err(|e| Stop::Internal(e.into()))?;
+    txn.commit().await?;
     Ok(Ok(rows))
 }
 
