@@ -3,6 +3,9 @@
 //! a false alarm (about 0.4 % of rows at a million distinct codes). Only the flagged rows' codes
 //! then need checking in SQL, instead of grouping every staged row by code. Its memory is the
 //! same for every file.
+//!
+//! Hand-written because a benchmark needed it: judging a 1M-row upload took 0.89 s grouping
+//! every staged row and 0.27 s grouping only the flagged ones (`bench_upload`, JUDGE phase).
 
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
