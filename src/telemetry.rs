@@ -44,6 +44,10 @@ struct Inner {
     operations: Mutex<HashSet<String>>,
     /// Mirrors `graphql_compiled_answers_total`, which the facade cannot read back.
     compiled: AtomicU64,
+    /// The label-less counters, registered once.
+    compiled_total: metrics::Counter,
+    rows: metrics::Counter,
+    statements: metrics::Counter,
 }
 
 impl Default for Metrics {
@@ -82,15 +86,19 @@ impl Default for Metrics {
         ] {
             recorder.describe_gauge(name.into(), None, what.into());
         }
-        // Counters that exist before anything happened, so a scrape always shows them.
-        let m = Self(Arc::new(Inner {
+        // Registered now, so a scrape shows them before anything happened.
+        let counter =
+            |name: &'static str| recorder.register_counter(&Key::from_name(name), &METADATA);
+        let (compiled_total, rows, statements) =
+            (counter(COMPILED), counter(ROWS), counter(STATEMENTS));
+        Self(Arc::new(Inner {
             recorder,
             operations: Mutex::default(),
             compiled: AtomicU64::new(0),
-        }));
-        m.counter(ROWS, vec![]).absolute(0);
-        m.counter(COMPILED, vec![]).absolute(0);
-        m
+            compiled_total,
+            rows,
+            statements,
+        }))
     }
 }
 
@@ -147,7 +155,7 @@ impl Metrics {
     /// An operation was answered by its compiled plan.
     pub fn count_compiled_answer(&self) {
         self.0.compiled.fetch_add(1, Ordering::Relaxed);
-        self.counter(COMPILED, vec![]).increment(1);
+        self.0.compiled_total.increment(1);
     }
 
     pub fn compiled_answers(&self) -> u64 {
@@ -156,12 +164,12 @@ impl Metrics {
 
     /// Rows the worker committed (accepted and rejected alike).
     pub fn add_rows_processed(&self, n: u64) {
-        self.counter(ROWS, vec![]).increment(n);
+        self.0.rows.increment(n);
     }
 
     /// The exposition text, with the figures read at scrape time set first.
     pub fn render(&self, scrape: &Scrape) -> String {
-        self.counter(STATEMENTS, vec![]).absolute(scrape.statements);
+        self.0.statements.absolute(scrape.statements);
         for (state, n) in [("idle", scrape.pool_idle), ("used", scrape.pool_used)] {
             self.gauge(POOL, vec![Label::new("state", state)])
                 .set(n as f64);

@@ -24,7 +24,6 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 
 pub use multipart::UploadLimits;
 
-use crate::db::StatementCounter;
 use crate::graphql::{AppSchema, GraphqlLimits};
 use crate::service::Service;
 
@@ -37,7 +36,6 @@ pub struct AppState {
     pub(crate) schema: AppSchema,
     /// The schema WebSocket operations run on (see `build_ws_schema_with`).
     pub(crate) ws_schema: AppSchema,
-    pub statements: StatementCounter,
     pub(crate) uploads: UploadLimits,
     pub(crate) limits: GraphqlLimits,
     pub(crate) rate_limiter: ratelimit::RateLimiter,
@@ -96,7 +94,6 @@ impl AppState {
             .filter(|o| !o.is_empty())
             .collect();
         Self {
-            statements: service.statements().clone(),
             service,
             schema,
             ws_schema,

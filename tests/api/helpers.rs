@@ -255,7 +255,7 @@ impl TestApp {
     }
 
     pub fn statements(&self) -> u64 {
-        self.state.statements.get()
+        self.state.service.statements().get()
     }
 
     pub fn dir(&self) -> &std::path::Path {
