@@ -2,13 +2,22 @@
 //! Capillary's names exactly; each maps to the string stored in the database.
 
 use async_graphql::Enum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+/// An enum with one stable name per variant: the name is what GraphQL, REST and the error files
+/// show, and what the database stores (through sea-orm's `DeriveActiveEnum`, so an entity field
+/// holds the enum and a query binds it; no name is re-parsed at each use or spliced into SQL).
 macro_rules! string_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $s:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $s:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize)]
-        pub enum $name { $(#[graphql(name = $s)] #[serde(rename = $s)] $variant),+ }
+        #[derive(
+            Enum, Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize,
+            sea_orm::EnumIter, sea_orm::DeriveActiveEnum,
+        )]
+        #[sea_orm(rs_type = "String", db_type = "Text")]
+        pub enum $name {
+            $($(#[$vmeta])* #[graphql(name = $s)] #[serde(rename = $s)] #[sea_orm(string_value = $s)] $variant),+
+        }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -17,7 +26,7 @@ macro_rules! string_enum {
                 match self { $($name::$variant => $s),+ }
             }
 
-            /// The value stored in the database or sent by a client, by its exact name.
+            /// The value sent by a client or written in a file, by its exact name.
             pub fn parse(s: &str) -> Option<Self> {
                 match s { $($s => Some($name::$variant),)+ _ => None }
             }
@@ -82,6 +91,62 @@ string_enum! {
     Permission {
         Read => "READ",
         ReadWrite => "READ_WRITE",
+    }
+}
+
+string_enum! {
+    /// Where the worker is in a job. Each phase ends in one transaction that also moves the job
+    /// to the next, so a job restarted after a crash resumes at the phase it was in.
+    JobPhase {
+        /// Reading the file into `upload_row`.
+        Stage => "STAGE",
+        /// Deciding, in SQL, which staged rows are rejected by the rules that span rows.
+        Judge => "JUDGE",
+        /// Inserting accepted rows as coupons, in checkpointed batches.
+        Commit => "COMMIT",
+        /// Writing the error and success files.
+        Files => "FILES",
+        /// Nothing left to do: the job has its final status.
+        Done => "DONE",
+    }
+}
+
+string_enum! {
+    /// Why a row was rejected. The name is stable: it is stored in the database and written to
+    /// the error file as `errorCode`. The rules that look at one cell are in `ingest::rules`; the
+    /// set rules (a code repeated in the file, a code already used, a customer twice,
+    /// `maxCreate`) are judged by the worker in SQL.
+    RowErrorCode {
+        /// The row could not be read, e.g. it has fewer columns than the upload needs.
+        UnparseableRow => "UNPARSEABLE_ROW",
+        /// The coupon code is empty once surrounding whitespace is trimmed.
+        EmptyCouponCode => "EMPTY_COUPON_CODE",
+        /// The coupon code has more characters than the series allows.
+        CouponCodeTooLong => "COUPON_CODE_TOO_LONG",
+        /// The coupon code has a character other than ASCII letters, ASCII digits, `-` and `_`.
+        InvalidCouponCode => "INVALID_COUPON_CODE",
+        /// The code appears more than once in the file; every copy is rejected.
+        DuplicateCodeInFile => "DUPLICATE_CODE_IN_FILE",
+        /// The code is already used in the org.
+        CodeAlreadyExists => "CODE_ALREADY_EXISTS",
+        /// A tagged upload's row has an empty customer identifier.
+        MissingCustomerIdentifier => "MISSING_CUSTOMER_IDENTIFIER",
+        /// The customer identifier is malformed for the upload's identifier type.
+        InvalidCustomerIdentifier => "INVALID_CUSTOMER_IDENTIFIER",
+        /// The customer already has a coupon of this series and the series allows one per customer.
+        DuplicateCustomer => "DUPLICATE_CUSTOMER",
+        /// Storing the row would exceed the series' `maxCreate`.
+        MaxCreateExceeded => "MAX_CREATE_EXCEEDED",
+    }
+}
+
+impl UploadJobStatus {
+    /// The statuses of a job the worker has still to run or finish.
+    pub const UNFINISHED: [UploadJobStatus; 2] =
+        [UploadJobStatus::Started, UploadJobStatus::Processing];
+
+    pub fn is_finished(self) -> bool {
+        !Self::UNFINISHED.contains(&self)
     }
 }
 

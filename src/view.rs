@@ -46,7 +46,7 @@ macro_rules! with_job_fields {
             JobId job_id "jobId": async_graphql::ID, rest: true, |j| Value::Id(j.id);
             /// `STARTED` → `PROCESSING` → `FINISHED` or `ERRORED`; `CANCELLED` if cancelled.
             UploadStatus upload_status "uploadStatus": crate::domain::UploadJobStatus, rest: true,
-                |j| Value::Status(crate::domain::UploadJobStatus::parse(&j.upload_status)?);
+                |j| Value::Status(j.upload_status);
             CreatedOn created_on "createdOn": chrono::DateTime<chrono::Utc>, rest: true,
                 |j| Value::Time(&j.created_on);
             UpdatedOn updated_on "updatedOn": chrono::DateTime<chrono::Utc>, rest: true,
@@ -80,7 +80,7 @@ macro_rules! with_job_fields {
             /// How the file's rows name customers.
             CustomerIdentifier customer_identifier "customerIdentifier":
                 crate::domain::CustomerIdentifierType, rest: false,
-                |j| Value::Identifier(crate::domain::CustomerIdentifierType::parse(&j.customer_identifier)?);
+                |j| Value::Identifier(j.customer_identifier);
             /// 0-based column of the customer identifier (tagged uploads).
             CustomerIdentifierColumn customer_identifier_column "customerIdentifierColumn":
                 Option<i32>, rest: false, |j| Value::OptInt(j.customer_identifier_column);
@@ -135,10 +135,10 @@ macro_rules! job_field_enum {
                 match self { $(JobField::$variant => $rest),* }
             }
 
-            /// The field's value in `job`; `None` when a stored value is outside its enum.
-            pub fn get(self, job: &upload_job::Model) -> Option<Value<'_>> {
+            /// The field's value in `job`.
+            pub fn get(self, job: &upload_job::Model) -> Value<'_> {
                 match self {
-                    $(JobField::$variant => { let $j = job; Some($get) })*
+                    $(JobField::$variant => { let $j = job; $get })*
                 }
             }
         }

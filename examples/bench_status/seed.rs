@@ -4,7 +4,7 @@
 use anyhow::{Result, ensure};
 use chrono::{DateTime, Utc};
 use coupon_upload_api::domain::{
-    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType,
+    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType, JobPhase,
     UploadJobStatus,
 };
 use coupon_upload_api::entity::{
@@ -193,7 +193,7 @@ pub fn generate() -> Generated {
                     k + 1
                 ),
                 description: String::new(),
-                client_handling_type: ClientHandlingType::DiscCodePin.as_str().into(),
+                client_handling_type: ClientHandlingType::DiscCodePin,
                 max_create,
                 allow_multiple_per_customer: allow_multiple,
                 code_max_length: 50,
@@ -208,7 +208,7 @@ pub fn generate() -> Generated {
     }
 
     // Which series have a group: per org, 200 of those with a finished job, at random.
-    let finished = UploadJobStatus::Finished.as_str();
+    let finished = UploadJobStatus::Finished;
     let mut with_group = vec![false; g.series.len()];
     for org_index in 0..ORGS as usize {
         let block = org_index * SERIES_PER_ORG as usize;
@@ -262,7 +262,7 @@ pub fn generate() -> Generated {
                 audience_group_id: group_id,
                 version_number: number as i32 + 1,
                 customer_count: customers,
-                status: AudienceGroupStatus::Active.as_str().into(),
+                status: AudienceGroupStatus::Active,
                 upload_job_id: Some(job.id),
                 created_on: job.finished_on.unwrap_or(job.updated_on),
             });
@@ -274,8 +274,8 @@ pub fn generate() -> Generated {
             org_id: series.org_id,
             coupon_series_id: series.id,
             name: format!("{} customers", series.name),
-            group_type: AudienceGroupType::Upload.as_str().into(),
-            status: AudienceGroupStatus::Active.as_str().into(),
+            group_type: AudienceGroupType::Upload,
+            status: AudienceGroupStatus::Active,
             customer_count: customers,
             latest_version_number: k as i32,
             created_on: first.created_on,
@@ -297,7 +297,7 @@ pub fn generate() -> Generated {
 /// Makes a job a tagged upload of `kind` (customer in column 1, code in the default
 /// column 0).
 fn tag(job: &mut upload_job::Model, kind: CustomerIdentifierType) {
-    job.customer_identifier = kind.as_str().into();
+    job.customer_identifier = kind;
     job.customer_identifier_column = Some(1);
     job.uploaded_file_name = format!(
         "{}_{}",
@@ -381,19 +381,19 @@ fn job(
     let mut m = started
         .try_into_model()
         .expect("a started job sets every column");
-    m.upload_status = status.as_str().into();
-    m.phase = "DONE".into();
+    m.upload_status = status;
+    m.phase = JobPhase::Done;
     m.attempts = 1;
     // About 150,000 rows/s once picked up, which takes a moment.
     let end = t + 300 + rng.below(1_000) as i64 + rows / 150;
     match status {
         UploadJobStatus::Started => {
-            m.phase = "STAGE".into();
+            m.phase = JobPhase::Stage;
             m.attempts = 0;
         }
         UploadJobStatus::Processing => {
             let at = cut_at_batch(rng, &mut m, rows, rejected, t);
-            m.phase = "COMMIT".into();
+            m.phase = JobPhase::Commit;
             m.lease_owner = Some(LEASE_OWNER.into());
             m.lease_expires_ms = Some(at + 15_000);
             m.updated_on = ms(at);
@@ -473,12 +473,12 @@ pub async fn seed(db_url: &str) -> Result<Seeded> {
     let jobs_per_series = g.jobs_per_series.clone();
     let mut by_status = std::collections::BTreeMap::<String, usize>::new();
     for j in &g.jobs {
-        *by_status.entry(j.upload_status.clone()).or_default() += 1;
+        *by_status.entry(j.upload_status.to_string()).or_default() += 1;
     }
     let tagged = g
         .jobs
         .iter()
-        .filter(|j| j.customer_identifier != CustomerIdentifierType::NotTagged.as_str())
+        .filter(|j| j.customer_identifier != CustomerIdentifierType::NotTagged)
         .count();
     let with_version = g.versions.len();
     let summary = format!(

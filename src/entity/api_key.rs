@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::Permission;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_key")]
 pub struct Model {
@@ -7,8 +9,7 @@ pub struct Model {
     pub id: i64,
     pub org_id: i64,
     pub name: String,
-    /// `READ` or `READ_WRITE`.
-    pub permission: String,
+    pub permission: Permission,
     /// Hex SHA-256 of the key; the key itself is never stored.
     #[sea_orm(unique)]
     pub key_hash: String,

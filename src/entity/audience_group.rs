@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{AudienceGroupStatus, AudienceGroupType};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "audience_group")]
 pub struct Model {
@@ -9,9 +11,8 @@ pub struct Model {
     #[sea_orm(unique)]
     pub coupon_series_id: i64,
     pub name: String,
-    /// `UPLOAD`.
-    pub group_type: String,
-    pub status: String,
+    pub group_type: AudienceGroupType,
+    pub status: AudienceGroupStatus,
     /// Distinct customers of the latest version.
     pub customer_count: i64,
     pub latest_version_number: i32,

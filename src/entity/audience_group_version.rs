@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::AudienceGroupStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "audience_group_version")]
 pub struct Model {
@@ -9,7 +11,7 @@ pub struct Model {
     pub audience_group_id: i64,
     pub version_number: i32,
     pub customer_count: i64,
-    pub status: String,
+    pub status: AudienceGroupStatus,
     pub upload_job_id: Option<i64>,
     pub created_on: DateTimeUtc,
 }

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::CustomerIdentifierType;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "coupon")]
 pub struct Model {
@@ -12,7 +14,7 @@ pub struct Model {
     pub row_number: Option<i64>,
     /// Unique within the org, case preserved.
     pub code: String,
-    pub customer_identifier_type: Option<String>,
+    pub customer_identifier_type: Option<CustomerIdentifierType>,
     pub customer_identifier: Option<String>,
     pub created_on: DateTimeUtc,
 }

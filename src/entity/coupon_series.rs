@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::ClientHandlingType;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "coupon_series")]
 pub struct Model {
@@ -8,7 +10,7 @@ pub struct Model {
     pub org_id: i64,
     pub name: String,
     pub description: String,
-    pub client_handling_type: String,
+    pub client_handling_type: ClientHandlingType,
     /// -1 = unlimited.
     pub max_create: i64,
     pub allow_multiple_per_customer: bool,

@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::{CustomerIdentifierType, JobPhase, UploadJobStatus};
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, serde::Serialize, serde::Deserialize)]
 #[sea_orm(table_name = "upload_job")]
 pub struct Model {
@@ -7,10 +9,8 @@ pub struct Model {
     pub id: i64,
     pub org_id: i64,
     pub coupon_series_id: i64,
-    /// `STARTED`, `PROCESSING`, `FINISHED`, `ERRORED` or `CANCELLED`.
-    pub upload_status: String,
-    /// `NOT_TAGGED`, `MOBILE`, `EMAIL`, `EXTERNAL_ID` or `USER_ID`.
-    pub customer_identifier: String,
+    pub upload_status: UploadJobStatus,
+    pub customer_identifier: CustomerIdentifierType,
     pub customer_identifier_column: Option<i32>,
     pub coupon_code_column: Option<i32>,
     pub has_header: bool,
@@ -33,8 +33,8 @@ pub struct Model {
     pub lease_owner: Option<String>,
     /// Epoch milliseconds until which `lease_owner` holds the job.
     pub lease_expires_ms: Option<i64>,
-    /// Where the worker is: `STAGE`, `JUDGE`, `COMMIT`, `FILES` or `DONE`.
-    pub phase: String,
+    /// Where the worker is.
+    pub phase: JobPhase,
     /// The last data row whose batch is committed (coupons, row errors and counts).
     pub committed_through: i64,
     /// Accepted row `n` of the file is coupon `coupon_id_base + n` (reserved when judged).
@@ -55,7 +55,7 @@ impl ActiveModelBehavior for ActiveModel {}
 pub struct NewJob {
     pub org_id: i64,
     pub coupon_series_id: i64,
-    pub customer_identifier: crate::domain::CustomerIdentifierType,
+    pub customer_identifier: CustomerIdentifierType,
     pub customer_identifier_column: Option<i32>,
     pub coupon_code_column: Option<i32>,
     pub has_header: bool,
@@ -75,8 +75,8 @@ impl ActiveModel {
         Self {
             org_id: Set(new.org_id),
             coupon_series_id: Set(new.coupon_series_id),
-            upload_status: Set(crate::domain::UploadJobStatus::Started.as_str().into()),
-            customer_identifier: Set(new.customer_identifier.as_str().into()),
+            upload_status: Set(UploadJobStatus::Started),
+            customer_identifier: Set(new.customer_identifier),
             customer_identifier_column: Set(new.customer_identifier_column),
             coupon_code_column: Set(new.coupon_code_column),
             has_header: Set(new.has_header),
@@ -96,7 +96,7 @@ impl ActiveModel {
             cancel_requested: Set(false),
             lease_owner: Set(None),
             lease_expires_ms: Set(None),
-            phase: Set("STAGE".into()),
+            phase: Set(JobPhase::Stage),
             committed_through: Set(0),
             coupon_id_base: Set(None),
             attempts: Set(0),

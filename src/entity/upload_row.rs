@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::domain::RowErrorCode;
+
 /// A staged row of an uploaded file (the table `uploadTableName` names).
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "upload_row")]
@@ -15,7 +17,7 @@ pub struct Model {
     pub code: Option<String>,
     /// The normalized customer identifier, if it parsed.
     pub customer: Option<String>,
-    pub error_code: Option<String>,
+    pub error_code: Option<RowErrorCode>,
     pub error_message: Option<String>,
     /// The code may repeat an earlier row's (NULL: staged before this was recorded).
     pub maybe_duplicate: Option<bool>,

@@ -31,7 +31,7 @@ use async_graphql_value::Value as ArgValue;
 use chrono::{DateTime, Utc};
 
 use super::types::{JobsArgs, int};
-use crate::domain::{AudienceGroupStatus, AudienceGroupType, OrgContext, UploadJobStatus};
+use crate::domain::{OrgContext, UploadJobStatus};
 use crate::entity::{audience_group, audience_group_version, upload_job};
 use crate::service::{JobWithAudience, Service, StatusPage, parse_id};
 use crate::view::{self, Value as FieldValue};
@@ -441,7 +441,7 @@ fn write_job(
     out.object(fields, |out, field| {
         match field {
             JobField::Typename => out.str("UploadJob"),
-            JobField::Scalar(f) => out.value(f.get(job)?, service),
+            JobField::Scalar(f) => out.value(f.get(job), service),
             JobField::AudienceGroup(fields) => match (&job.audience_group_id, &jwa.group) {
                 (Some(_), Some(g)) => return write_group(out, g, fields),
                 _ => out.null(),
@@ -469,8 +469,8 @@ fn write_group(
             GroupField::OrgId => out.id(g.org_id),
             GroupField::CouponSeriesId => out.id(g.coupon_series_id),
             GroupField::Name => out.str(&g.name),
-            GroupField::Type => out.str(AudienceGroupType::parse(&g.group_type)?.as_str()),
-            GroupField::Status => out.str(AudienceGroupStatus::parse(&g.status)?.as_str()),
+            GroupField::Type => out.str(g.group_type.as_str()),
+            GroupField::Status => out.str(g.status.as_str()),
             GroupField::CustomerCount => out.int(int(g.customer_count)),
             GroupField::CreatedOn => out.time(&g.created_on),
             GroupField::UpdatedOn => out.time(&g.updated_on),
@@ -491,7 +491,7 @@ fn write_version(
             VersionField::AudienceGroupId => out.id(v.audience_group_id),
             VersionField::VersionNumber => out.int(v.version_number),
             VersionField::CustomerCount => out.int(int(v.customer_count)),
-            VersionField::Status => out.str(AudienceGroupStatus::parse(&v.status)?.as_str()),
+            VersionField::Status => out.str(v.status.as_str()),
             VersionField::UploadJobId => out.opt_id(v.upload_job_id),
             VersionField::CreatedOn => out.time(&v.created_on),
         }

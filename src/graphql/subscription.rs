@@ -16,9 +16,9 @@ pub struct SubscriptionRoot;
 /// Where a job is in its life: events that would move a job backwards (a late delivery of an
 /// older state) are dropped.
 fn progress(job: &upload_job::Model) -> (u8, i64) {
-    let rank = match UploadJobStatus::parse(&job.upload_status) {
-        Some(UploadJobStatus::Started) => 0,
-        Some(UploadJobStatus::Processing) => 1,
+    let rank = match job.upload_status {
+        UploadJobStatus::Started => 0,
+        UploadJobStatus::Processing => 1,
         _ => 2,
     };
     (rank, job.processed_row_count)

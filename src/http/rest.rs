@@ -78,16 +78,10 @@ impl<'a> RestUploadJob<'a> {
 
 impl Serialize for RestUploadJob<'_> {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{Error, SerializeMap};
+        use serde::ser::SerializeMap;
         let mut map = ser.serialize_map(None)?;
         for field in JobField::ALL.iter().filter(|f| f.in_rest()) {
-            let value = field.get(&self.job).ok_or_else(|| {
-                S::Error::custom(format!(
-                    "job {}: the stored {} is not valid",
-                    self.job.id,
-                    field.name()
-                ))
-            })?;
+            let value = field.get(&self.job);
             let name = field.name();
             match value {
                 Value::Id(n) | Value::Count(n) => map.serialize_entry(name, &n)?,

@@ -10,68 +10,9 @@ use std::fmt;
 
 use crate::domain::CustomerIdentifierType;
 
-/// Why a row was rejected. The string form ([`RowErrorCode::as_str`]) is stable: it is stored in
-/// the database and written to the error file as `errorCode`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RowErrorCode {
-    /// The row could not be read, e.g. it has fewer columns than the upload needs.
-    UnparseableRow,
-    /// The coupon code is empty once surrounding whitespace is trimmed.
-    EmptyCouponCode,
-    /// The coupon code has more characters than the series allows.
-    CouponCodeTooLong,
-    /// The coupon code has a character other than ASCII letters, ASCII digits, `-` and `_`.
-    InvalidCouponCode,
-    /// The code appears more than once in the file; every copy is rejected.
-    DuplicateCodeInFile,
-    /// The code is already used in the org.
-    CodeAlreadyExists,
-    /// A tagged upload's row has an empty customer identifier.
-    MissingCustomerIdentifier,
-    /// The customer identifier is malformed for the upload's identifier type.
-    InvalidCustomerIdentifier,
-    /// The customer already has a coupon of this series and the series allows one per customer.
-    DuplicateCustomer,
-    /// Storing the row would exceed the series' `maxCreate`.
-    MaxCreateExceeded,
-}
+pub use crate::domain::RowErrorCode;
 
 impl RowErrorCode {
-    /// Every code, in declaration order.
-    pub const ALL: &'static [RowErrorCode] = &[
-        RowErrorCode::UnparseableRow,
-        RowErrorCode::EmptyCouponCode,
-        RowErrorCode::CouponCodeTooLong,
-        RowErrorCode::InvalidCouponCode,
-        RowErrorCode::DuplicateCodeInFile,
-        RowErrorCode::CodeAlreadyExists,
-        RowErrorCode::MissingCustomerIdentifier,
-        RowErrorCode::InvalidCustomerIdentifier,
-        RowErrorCode::DuplicateCustomer,
-        RowErrorCode::MaxCreateExceeded,
-    ];
-
-    /// The stable name, e.g. `"EMPTY_COUPON_CODE"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RowErrorCode::UnparseableRow => "UNPARSEABLE_ROW",
-            RowErrorCode::EmptyCouponCode => "EMPTY_COUPON_CODE",
-            RowErrorCode::CouponCodeTooLong => "COUPON_CODE_TOO_LONG",
-            RowErrorCode::InvalidCouponCode => "INVALID_COUPON_CODE",
-            RowErrorCode::DuplicateCodeInFile => "DUPLICATE_CODE_IN_FILE",
-            RowErrorCode::CodeAlreadyExists => "CODE_ALREADY_EXISTS",
-            RowErrorCode::MissingCustomerIdentifier => "MISSING_CUSTOMER_IDENTIFIER",
-            RowErrorCode::InvalidCustomerIdentifier => "INVALID_CUSTOMER_IDENTIFIER",
-            RowErrorCode::DuplicateCustomer => "DUPLICATE_CUSTOMER",
-            RowErrorCode::MaxCreateExceeded => "MAX_CREATE_EXCEEDED",
-        }
-    }
-
-    /// The code with this exact stable name ([`RowErrorCode::as_str`]), if any.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.iter().copied().find(|code| code.as_str() == s)
-    }
-
     /// A human sentence for the code, used when nothing more specific is known.
     /// `CODE_ALREADY_EXISTS` keeps Capillary's wording exactly.
     pub fn default_message(self) -> &'static str {
@@ -95,12 +36,6 @@ impl RowErrorCode {
             }
             RowErrorCode::MaxCreateExceeded => "the series' maxCreate limit would be exceeded",
         }
-    }
-}
-
-impl fmt::Display for RowErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -126,7 +126,7 @@ impl Service {
         let record = api_key::ActiveModel {
             org_id: Set(org_id),
             name: Set(name.to_owned()),
-            permission: Set(permission.as_str().to_owned()),
+            permission: Set(permission),
             key_hash: Set(hash_key(&key)),
             key_prefix: Set(key[..KEY_PREFIX.len() + 8].to_owned()),
             created_on: Set(now),
@@ -194,16 +194,9 @@ impl Service {
             .one(&self.db)
             .await?
             .ok_or_else(invalid)?;
-        let permission = Permission::parse(&found.permission).ok_or_else(|| {
-            AppError::Internal(anyhow::anyhow!(
-                "api key {} has permission {:?}",
-                found.id,
-                found.permission
-            ))
-        })?;
         let org = OrgContext {
             org_id: found.org_id,
-            permission,
+            permission: found.permission,
             api_key_id: found.id,
         };
         self.keys.put(digest, org.clone());

@@ -1,10 +1,12 @@
 //! What `/metrics` reads from the database and the pool when it is scraped: the state every
 //! instance shares (jobs by status, the oldest unfinished job) and this instance's pool.
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::sea_query::{Expr, Func, SimpleExpr};
+use sea_orm::{ColumnTrait, DbBackend, EntityTrait, QueryFilter, QuerySelect};
 
 use super::Service;
 use crate::domain::UploadJobStatus;
+use crate::entity::upload_job;
 use crate::telemetry::Scrape;
 
 impl Service {
@@ -22,37 +24,42 @@ impl Service {
                 (p.size(), p.num_idle() as u32)
             }
         };
-        let backend = db.get_database_backend();
         let mut jobs_by_status: Vec<(&'static str, i64)> = UploadJobStatus::ALL
             .iter()
             .map(|s| (s.as_str(), 0))
             .collect();
-        if let Ok(rows) = db
-            .query_all_raw(Statement::from_string(
-                backend,
-                "SELECT upload_status, COUNT(*) AS n FROM upload_job GROUP BY upload_status",
-            ))
-            .await
-        {
-            for r in rows {
-                if let (Ok(status), Ok(n)) = (
-                    r.try_get::<String>("", "upload_status"),
-                    r.try_get::<i64>("", "n"),
-                ) && let Some(entry) = jobs_by_status.iter_mut().find(|(s, _)| *s == status)
-                {
-                    entry.1 = n;
-                }
+        let counted = upload_job::Entity::find()
+            .select_only()
+            .column(upload_job::Column::UploadStatus)
+            .column_as(
+                SimpleExpr::from(Func::count(Expr::col(upload_job::Column::Id))),
+                "n",
+            )
+            .group_by(upload_job::Column::UploadStatus)
+            .into_tuple::<(UploadJobStatus, i64)>()
+            .all(db)
+            .await;
+        for (status, n) in counted.unwrap_or_default() {
+            if let Some(entry) = jobs_by_status
+                .iter_mut()
+                .find(|(s, _)| *s == status.as_str())
+            {
+                entry.1 = n;
             }
         }
-        let oldest = db
-            .query_one_raw(Statement::from_string(
-                backend,
-                "SELECT MIN(created_on) AS t FROM upload_job WHERE upload_status IN ('STARTED', 'PROCESSING')",
-            ))
+        let oldest = upload_job::Entity::find()
+            .select_only()
+            .column_as(
+                SimpleExpr::from(Func::min(Expr::col(upload_job::Column::CreatedOn))),
+                "t",
+            )
+            .filter(upload_job::Column::UploadStatus.is_in(UploadJobStatus::UNFINISHED))
+            .into_tuple::<Option<chrono::DateTime<chrono::Utc>>>()
+            .one(db)
             .await
             .ok()
             .flatten()
-            .and_then(|r| r.try_get::<Option<chrono::DateTime<chrono::Utc>>>("", "t").ok().flatten());
+            .flatten();
         let worker_lag_secs = oldest
             .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
             .unwrap_or(0.0);

@@ -151,7 +151,7 @@ impl Service {
             org_id: Set(org.org_id),
             name: Set(check_name(&input.name)?),
             description: Set(check_description(&input.description)?),
-            client_handling_type: Set(ClientHandlingType::DiscCodePin.as_str().into()),
+            client_handling_type: Set(ClientHandlingType::DiscCodePin),
             max_create: Set(check_max_create(input.max_create)?),
             allow_multiple_per_customer: Set(input.allow_multiple_per_customer),
             code_max_length: Set(check_code_max_length(input.code_max_length)?),

@@ -98,7 +98,7 @@ impl Service {
         if let Some(statuses) = statuses {
             let mut list = Vec::with_capacity(statuses.len());
             for s in statuses {
-                values.push(s.as_str().into());
+                values.push((*s).into());
                 list.push(format!("${}", values.len()));
             }
             if list.is_empty() {
@@ -187,9 +187,7 @@ impl Service {
             .filter(upload_job::Column::OrgId.eq(org_of(org)))
             .filter(upload_job::Column::CouponSeriesId.eq(coupon_series_id));
         if let Some(statuses) = statuses {
-            q = q.filter(
-                upload_job::Column::UploadStatus.is_in(statuses.iter().map(|s| s.as_str())),
-            );
+            q = q.filter(upload_job::Column::UploadStatus.is_in(statuses.iter().copied()));
         }
         if let Some(after) = page.after {
             q = q.filter(upload_job::Column::Id.lt(after));

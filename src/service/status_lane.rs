@@ -25,6 +25,10 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::status_page::{Found, JobWithAudience};
 use crate::db::StatementCounter;
+use crate::domain::{
+    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType, JobPhase,
+    UploadJobStatus,
+};
 use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::{AppError, AppResult};
 
@@ -102,6 +106,43 @@ impl StatusLane {
     }
 }
 
+/// One column of a lane row, by position: what sqlx decodes itself, and the stored enums,
+/// read as their text and checked against their names.
+trait LaneColumn: Sized {
+    fn at(row: &PgRow, index: usize) -> Result<Self, sqlx::Error>;
+}
+
+impl<T> LaneColumn for T
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    fn at(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+        row.try_get(index)
+    }
+}
+
+macro_rules! stored_enum_columns {
+    ($($enum:ty),+ $(,)?) => {
+        $(impl LaneColumn for $enum {
+            fn at(row: &PgRow, index: usize) -> Result<Self, sqlx::Error> {
+                let name: String = row.try_get(index)?;
+                <$enum as sea_orm::ActiveEnum>::try_from_value(&name).map_err(|e| {
+                    sqlx::Error::ColumnDecode { index: index.to_string(), source: e.into() }
+                })
+            }
+        })+
+    };
+}
+
+stored_enum_columns!(
+    AudienceGroupStatus,
+    AudienceGroupType,
+    ClientHandlingType,
+    CustomerIdentifierType,
+    JobPhase,
+    UploadJobStatus,
+);
+
 /// Declares an entity's columns in the order its model's fields are decoded: `$cols`, the
 /// column names (the fields' names), and `$decode`, the model from the row's columns from
 /// `*at` on, by position (no name lookups; the struct literal names every field, so a new one
@@ -113,7 +154,7 @@ macro_rules! by_position {
         fn $decode(row: &PgRow, at: &mut usize) -> Result<$entity::Model, sqlx::Error> {
             Ok($entity::Model {
                 $($field: {
-                    let v = row.try_get(*at)?;
+                    let v = LaneColumn::at(row, *at)?;
                     *at += 1;
                     v
                 }),+

@@ -4,7 +4,7 @@ use rand::RngCore;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{Service, org_of};
-use crate::domain::{CustomerIdentifierType, OrgContext, UploadJobStatus, now};
+use crate::domain::{CustomerIdentifierType, JobPhase, OrgContext, UploadJobStatus, now};
 use crate::entity::upload_job;
 use crate::error::{AppError, AppResult};
 use crate::storage::Storage;
@@ -145,9 +145,9 @@ impl Service {
             .upload_job(org, job_id)
             .await?
             .ok_or_else(|| AppError::not_found("upload job", job_id))?;
-        match UploadJobStatus::parse(&job.upload_status) {
-            Some(UploadJobStatus::Cancelled) => return Ok(job),
-            Some(UploadJobStatus::Finished | UploadJobStatus::Errored) => {
+        match job.upload_status {
+            UploadJobStatus::Cancelled => return Ok(job),
+            UploadJobStatus::Finished | UploadJobStatus::Errored => {
                 return Err(AppError::BadUserInput(format!(
                     "upload job {job_id} has already ended ({})",
                     job.upload_status
@@ -160,15 +160,15 @@ impl Service {
         let outright = upload_job::Entity::update_many()
             .col_expr(
                 upload_job::Column::UploadStatus,
-                UploadJobStatus::Cancelled.as_str().into(),
+                UploadJobStatus::Cancelled.into(),
             )
             .col_expr(upload_job::Column::CancelRequested, true.into())
-            .col_expr(upload_job::Column::Phase, "DONE".into())
+            .col_expr(upload_job::Column::Phase, JobPhase::Done.into())
             .col_expr(upload_job::Column::UpdatedOn, at.into())
             .col_expr(upload_job::Column::FinishedOn, Some(at).into())
             .filter(upload_job::Column::Id.eq(job_id))
             .filter(upload_job::Column::OrgId.eq(org_of(org)))
-            .filter(upload_job::Column::UploadStatus.eq(UploadJobStatus::Started.as_str()))
+            .filter(upload_job::Column::UploadStatus.eq(UploadJobStatus::Started))
             .filter(upload_job::Column::LeaseOwner.is_null())
             .exec(&self.db)
             .await?;
@@ -178,10 +178,7 @@ impl Service {
                 .col_expr(upload_job::Column::UpdatedOn, at.into())
                 .filter(upload_job::Column::Id.eq(job_id))
                 .filter(upload_job::Column::OrgId.eq(org_of(org)))
-                .filter(upload_job::Column::UploadStatus.is_in([
-                    UploadJobStatus::Started.as_str(),
-                    UploadJobStatus::Processing.as_str(),
-                ]))
+                .filter(upload_job::Column::UploadStatus.is_in(UploadJobStatus::UNFINISHED))
                 .exec(&self.db)
                 .await?;
         }

@@ -4,12 +4,13 @@
 use sea_orm::{ConnectionTrait, DatabaseTransaction};
 
 use super::ctx::{JobCtx, Stop};
+use super::judge::rejecting;
 use super::judge::reserve_coupon_ids;
 use super::sql;
-use crate::domain::{CustomerIdentifierType, now};
+use crate::domain::RowErrorCode;
+use crate::domain::{CustomerIdentifierType, JobPhase, now};
 use crate::entity::upload_job;
 use crate::events::PROGRESS_EVERY;
-use crate::ingest::rules::RowErrorCode;
 
 /// Phase `COMMIT`: batch after batch from the checkpoint. Returns `true` when the job was
 /// cancelled (it stops at a batch boundary with everything before it committed).
@@ -40,7 +41,7 @@ pub async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
         }
     }
     let job = ctx
-        .update_job(ctx.service.db(), "phase = 'FILES'", vec![])
+        .update_job(ctx.service.db(), "phase = $1", vec![JobPhase::Files.into()])
         .await?;
     ctx.job = job;
     Ok(false)
@@ -56,8 +57,8 @@ async fn commit_batch(
     let base = j
         .coupon_id_base
         .ok_or_else(|| Stop::Internal(anyhow::anyhow!("job {} has no coupon ids", j.id)))?;
-    let customer_type: Option<String> =
-        (ctx.kind != CustomerIdentifierType::NotTagged).then(|| ctx.kind.as_str().to_owned());
+    let customer_type: Option<CustomerIdentifierType> =
+        (ctx.kind != CustomerIdentifierType::NotTagged).then_some(ctx.kind);
     let inserted = txn
         .execute_raw(ctx.s(
             sql::INSERT_COUPONS,
@@ -83,19 +84,16 @@ async fn commit_batch(
     if valid != accepted {
         // Rare: codes another job committed after this one was judged.
         let skipped = txn
-            .execute_raw(ctx.s(
-                sql::MARK_SKIPPED,
-                vec![
-                    j.id.into(),
-                    from.into(),
-                    to.into(),
-                    base.into(),
-                    RowErrorCode::CodeAlreadyExists
-                        .default_message()
-                        .to_owned()
-                        .into(),
-                ],
-            ))
+            .execute_raw(
+                ctx.s(
+                    sql::MARK_SKIPPED,
+                    [
+                        vec![j.id.into(), from.into(), to.into(), base.into()],
+                        rejecting(RowErrorCode::CodeAlreadyExists),
+                    ]
+                    .concat(),
+                ),
+            )
             .await?
             .rows_affected();
         tracing::info!(

@@ -10,7 +10,7 @@ use tokio::io::AsyncWriteExt;
 use super::ctx::{JobCtx, Stop};
 use super::sql;
 use crate::domain::{
-    AudienceGroupStatus, AudienceGroupType, CustomerIdentifierType, UploadJobStatus, now,
+    AudienceGroupStatus, AudienceGroupType, CustomerIdentifierType, JobPhase, UploadJobStatus, now,
 };
 use crate::entity::{audience_group, audience_group_version};
 use crate::service::result_keys;
@@ -45,11 +45,12 @@ pub async fn finish(ctx: &mut JobCtx<'_>, status: UploadJobStatus) -> Result<(),
     let job = ctx
         .update_job(
             &txn,
-            "upload_status = $1, phase = 'DONE', error_file_key = $2, success_file_key = $3, \
-             audience_group_id = $4, audience_group_version_id = $5, finished_on = $6, \
+            "upload_status = $1, phase = $2, error_file_key = $3, success_file_key = $4, \
+             audience_group_id = $5, audience_group_version_id = $6, finished_on = $7, \
              lease_owner = NULL, lease_expires_ms = NULL",
             vec![
-                status.as_str().into(),
+                status.into(),
+                JobPhase::Done.into(),
                 error_key.into(),
                 success_key.into(),
                 group_id.into(),
@@ -97,8 +98,8 @@ async fn add_audience_version(
                 org_id: Set(ctx.job.org_id),
                 coupon_series_id: Set(ctx.series.id),
                 name: Set(format!("{} customers", ctx.series.name)),
-                group_type: Set(AudienceGroupType::Upload.as_str().into()),
-                status: Set(AudienceGroupStatus::Active.as_str().into()),
+                group_type: Set(AudienceGroupType::Upload),
+                status: Set(AudienceGroupStatus::Active),
                 customer_count: Set(customers),
                 latest_version_number: Set(1),
                 created_on: Set(at),
@@ -114,7 +115,7 @@ async fn add_audience_version(
         audience_group_id: Set(group.id),
         version_number: Set(group.latest_version_number),
         customer_count: Set(customers),
-        status: Set(AudienceGroupStatus::Active.as_str().into()),
+        status: Set(AudienceGroupStatus::Active),
         upload_job_id: Set(Some(ctx.job.id)),
         created_on: Set(at),
         ..Default::default()

@@ -13,7 +13,7 @@ use super::files::finish;
 use super::judge::judge;
 use super::lease::{release, renew_lease};
 use super::stage::stage;
-use crate::domain::{CustomerIdentifierType, UploadJobStatus, now};
+use crate::domain::{JobPhase, UploadJobStatus, now};
 use crate::entity::{coupon_series, upload_job};
 use crate::service::Service;
 
@@ -33,13 +33,7 @@ pub async fn run(
                 job.id
             ))
         })?;
-    let kind = CustomerIdentifierType::parse(&job.customer_identifier).ok_or_else(|| {
-        Stop::Internal(anyhow::anyhow!(
-            "job {} has identifier {:?}",
-            job.id,
-            job.customer_identifier
-        ))
-    })?;
+    let kind = job.customer_identifier;
     let lost = Arc::new(AtomicBool::new(false));
     let renewal = renew_lease(service.clone(), cfg.clone(), job.id, lost.clone());
     let mut ctx = JobCtx::new(service, cfg, job, series, kind, shutdown, lost);
@@ -61,29 +55,23 @@ async fn drive(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
     }
     loop {
         ctx.check_alive()?;
-        match ctx.job.phase.as_str() {
-            "STAGE" => match stage(ctx).await? {
+        match ctx.job.phase {
+            JobPhase::Stage => match stage(ctx).await? {
                 Ok(rows) => {
-                    ctx.job.phase = "JUDGE".into();
+                    ctx.job.phase = JobPhase::Judge;
                     ctx.job.actual_row_count = rows;
                     tracing::info!(job_id = ctx.job.id, rows, "staged");
                 }
                 Err(file_error) => return fail(ctx, &file_error.to_string()).await,
             },
-            "JUDGE" => judge(ctx).await?,
-            "COMMIT" => {
+            JobPhase::Judge => judge(ctx).await?,
+            JobPhase::Commit => {
                 if commit_batches(ctx).await? {
                     return finish(ctx, UploadJobStatus::Cancelled).await;
                 }
             }
-            "FILES" => return finish(ctx, UploadJobStatus::Finished).await,
-            "DONE" => return Ok(()),
-            other => {
-                return Err(Stop::Internal(anyhow::anyhow!(
-                    "job {} has phase {other:?}",
-                    ctx.job.id
-                )));
-            }
+            JobPhase::Files => return finish(ctx, UploadJobStatus::Finished).await,
+            JobPhase::Done => return Ok(()),
         }
     }
 }
@@ -99,9 +87,14 @@ async fn fail(ctx: &mut JobCtx<'_>, reason: &str) -> Result<(), Stop> {
     let job = ctx
         .update_job(
             &txn,
-            "upload_status = 'ERRORED', phase = 'DONE', error_reason = $1, actual_row_count = 0, \
-             processed_row_count = 0, finished_on = $2, lease_owner = NULL, lease_expires_ms = NULL",
-            vec![reason.to_owned().into(), now().into()],
+            "upload_status = $1, phase = $2, error_reason = $3, actual_row_count = 0, \
+             processed_row_count = 0, finished_on = $4, lease_owner = NULL, lease_expires_ms = NULL",
+            vec![
+                UploadJobStatus::Errored.into(),
+                JobPhase::Done.into(),
+                reason.to_owned().into(),
+                now().into(),
+            ],
         )
         .await?;
     txn.commit().await?;

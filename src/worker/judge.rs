@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Value};
 
 use super::ctx::{JobCtx, Stop};
 use super::sql;
-use crate::domain::CustomerIdentifierType;
+use crate::domain::{CustomerIdentifierType, JobPhase};
 use crate::entity::coupon_series;
 use crate::ingest::rules::RowErrorCode;
 
@@ -22,20 +22,27 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
     reserve_coupon_ids(ctx).await?;
     let txn = crate::db::begin_write(ctx.service.db()).await?;
     let id: Value = ctx.job.id.into();
-    let msg = |c: RowErrorCode| -> Value { c.default_message().to_owned().into() };
-    txn.execute_raw(ctx.s(
-        sql::DUPLICATE_CODES,
-        vec![id.clone(), msg(RowErrorCode::DuplicateCodeInFile)],
-    ))
+    txn.execute_raw(
+        ctx.s(
+            sql::DUPLICATE_CODES,
+            [
+                vec![id.clone()],
+                rejecting(RowErrorCode::DuplicateCodeInFile),
+            ]
+            .concat(),
+        ),
+    )
     .await?;
-    txn.execute_raw(ctx.s(
-        sql::EXISTING_CODES,
-        vec![
-            id.clone(),
-            ctx.job.org_id.into(),
-            msg(RowErrorCode::CodeAlreadyExists),
-        ],
-    ))
+    txn.execute_raw(
+        ctx.s(
+            sql::EXISTING_CODES,
+            [
+                vec![id.clone(), ctx.job.org_id.into()],
+                rejecting(RowErrorCode::CodeAlreadyExists),
+            ]
+            .concat(),
+        ),
+    )
     .await?;
     // The series as it is now, inside the transaction: its counter and rules.
     let series = coupon_series::Entity::find_by_id(ctx.series.id)
@@ -43,35 +50,40 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
         .await?
         .ok_or_else(|| Stop::Internal(anyhow::anyhow!("series {} is gone", ctx.series.id)))?;
     if ctx.kind != CustomerIdentifierType::NotTagged && !series.allow_multiple_per_customer {
-        txn.execute_raw(ctx.s(
-            sql::CUSTOMERS_WITH_COUPON,
-            vec![
-                id.clone(),
-                series.id.into(),
-                ctx.kind.as_str().into(),
-                msg(RowErrorCode::DuplicateCustomer),
-            ],
-        ))
+        txn.execute_raw(
+            ctx.s(
+                sql::CUSTOMERS_WITH_COUPON,
+                [
+                    vec![id.clone(), series.id.into(), ctx.kind.into()],
+                    rejecting(RowErrorCode::DuplicateCustomer),
+                ]
+                .concat(),
+            ),
+        )
         .await?;
         txn.execute_raw(ctx.s(
             sql::REPEATED_CUSTOMERS,
-            vec![id.clone(), msg(RowErrorCode::DuplicateCustomer)],
+            [vec![id.clone()], rejecting(RowErrorCode::DuplicateCustomer)].concat(),
         ))
         .await?;
     }
     if series.max_create >= 0 {
         let room = (series.max_create - series.num_uploaded_total).max(0);
-        txn.execute_raw(ctx.s(
-            sql::OVER_MAX_CREATE,
-            vec![
-                id.clone(),
-                room.into(),
-                msg(RowErrorCode::MaxCreateExceeded),
-            ],
-        ))
+        txn.execute_raw(
+            ctx.s(
+                sql::OVER_MAX_CREATE,
+                [
+                    vec![id.clone(), room.into()],
+                    rejecting(RowErrorCode::MaxCreateExceeded),
+                ]
+                .concat(),
+            ),
+        )
         .await?;
     }
-    let job = ctx.update_job(&txn, "phase = 'COMMIT'", vec![]).await?;
+    let job = ctx
+        .update_job(&txn, "phase = $1", vec![JobPhase::Commit.into()])
+        .await?;
     txn.commit().await?;
     ctx.series = series;
     ctx.job = job;
@@ -151,4 +163,9 @@ pub async fn reserve_coupon_ids(ctx: &mut JobCtx<'_>) -> Result<i64, Stop> {
     txn.commit().await?;
     ctx.job = job;
     Ok(base)
+}
+
+/// The last two parameters of a statement that rejects rows: the code and its message.
+pub fn rejecting(code: RowErrorCode) -> Vec<Value> {
+    vec![code.into(), code.default_message().to_owned().into()]
 }

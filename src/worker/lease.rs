@@ -29,16 +29,16 @@ pub async fn claim(
     };
     let now = now_ms();
     let sql = format!(
-        "UPDATE upload_job SET upload_status = 'PROCESSING', lease_owner = $1, lease_expires_ms = $2,
+        "UPDATE upload_job SET upload_status = $5, lease_owner = $1, lease_expires_ms = $2,
                 attempts = attempts + 1, updated_on = $3
          WHERE id = (
            SELECT j.id FROM upload_job j
-           WHERE j.upload_status IN ('STARTED', 'PROCESSING')
+           WHERE j.upload_status IN ($6, $5)
              AND (j.lease_expires_ms IS NULL OR j.lease_expires_ms < $4)
              AND NOT EXISTS (
                SELECT 1 FROM upload_job o
                WHERE o.coupon_series_id = j.coupon_series_id AND o.id <> j.id
-                 AND o.upload_status = 'PROCESSING' AND o.lease_expires_ms >= $4)
+                 AND o.upload_status = $5 AND o.lease_expires_ms >= $4)
            ORDER BY j.id LIMIT 1 {lock})
          RETURNING id"
     );
@@ -50,6 +50,8 @@ pub async fn claim(
             (now + cfg.lease.as_millis() as i64).into(),
             crate::domain::now().into(),
             now.into(),
+            UploadJobStatus::Processing.into(),
+            UploadJobStatus::Started.into(),
         ],
     );
     let Some(row) = db.query_one_raw(stmt).await? else {
@@ -59,7 +61,7 @@ pub async fn claim(
     let job = upload_job::Entity::find_by_id(id).one(db).await?;
     if let Some(job) = &job {
         tracing::info!(job_id = job.id, attempt = job.attempts, phase = %job.phase, "claimed");
-        debug_assert_eq!(job.upload_status, UploadJobStatus::Processing.as_str());
+        debug_assert_eq!(job.upload_status, UploadJobStatus::Processing);
         service.events().publish(job).await;
     }
     Ok(job)

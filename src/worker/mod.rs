@@ -35,10 +35,12 @@ mod stage;
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::domain::UploadJobStatus;
+use crate::entity::upload_job;
 use crate::service::Service;
 use ctx::Stop;
 use lease::claim;
@@ -129,17 +131,11 @@ async fn pause(shutdown: &CancellationToken, d: Duration) {
     tokio::select! { _ = tokio::time::sleep(d) => {}, _ = shutdown.cancelled() => {} }
 }
 
-/// Runs a one-off SQL statement (used by tests and the demo to wait for jobs).
+/// How many jobs are unfinished (used by tests and the demo to wait for jobs).
 pub async fn jobs_pending(service: &Service) -> anyhow::Result<i64> {
-    let db = service.db();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT COUNT(*) AS n FROM upload_job WHERE upload_status IN ('STARTED', 'PROCESSING')",
-        ))
+    let n = upload_job::Entity::find()
+        .filter(upload_job::Column::UploadStatus.is_in(UploadJobStatus::UNFINISHED))
+        .count(service.db())
         .await?;
-    Ok(row
-        .map(|r| r.try_get::<i64>("", "n"))
-        .transpose()?
-        .unwrap_or(0))
+    Ok(n as i64)
 }

@@ -1,13 +1,17 @@
 //! SQL shared by the worker's phases, written once for both databases: `$n` placeholders
 //! become SQLite's numbered `?n`, which (unlike plain `?`) may repeat.
 
+//!
+//! The rules that reject rows set `error_code` and `error_message` from the last two
+//! parameters (bound from [`crate::domain::RowErrorCode`], see `rejecting` in `judge`).
+
 pub use crate::db::stmt;
 
 /// Rows within the file that share a code with another row: every copy is rejected. Only the
 /// codes of rows flagged when staged (`maybe_duplicate`: seen before, or a false alarm) can
 /// repeat; NULL (staged before flags existed) counts as flagged.
 pub const DUPLICATE_CODES: &str = "
-    UPDATE upload_row SET error_code = 'DUPLICATE_CODE_IN_FILE', error_message = $2
+    UPDATE upload_row SET error_code = $2, error_message = $3
     WHERE job_id = $1 AND error_code IS NULL AND code IN (
       SELECT code FROM upload_row WHERE job_id = $1 AND code IN (
         SELECT code FROM upload_row
@@ -16,20 +20,20 @@ pub const DUPLICATE_CODES: &str = "
 
 /// Codes already in the org (from any series or earlier upload).
 pub const EXISTING_CODES: &str = "
-    UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $3
+    UPDATE upload_row SET error_code = $3, error_message = $4
     WHERE job_id = $1 AND error_code IS NULL AND EXISTS (
       SELECT 1 FROM coupon c WHERE c.org_id = $2 AND c.code = upload_row.code)";
 
 /// Customers who already hold a coupon of the series (one coupon per customer).
 pub const CUSTOMERS_WITH_COUPON: &str = "
-    UPDATE upload_row SET error_code = 'DUPLICATE_CUSTOMER', error_message = $4
+    UPDATE upload_row SET error_code = $4, error_message = $5
     WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL AND EXISTS (
       SELECT 1 FROM coupon c WHERE c.coupon_series_id = $2 AND c.customer_identifier_type = $3
         AND c.customer_identifier = upload_row.customer)";
 
 /// A customer's later rows in the file, after their first still-valid row.
 pub const REPEATED_CUSTOMERS: &str = "
-    UPDATE upload_row SET error_code = 'DUPLICATE_CUSTOMER', error_message = $2
+    UPDATE upload_row SET error_code = $2, error_message = $3
     WHERE job_id = $1 AND row_number IN (
       SELECT row_number FROM (
         SELECT row_number, ROW_NUMBER() OVER (PARTITION BY customer ORDER BY row_number) AS nth
@@ -38,7 +42,7 @@ pub const REPEATED_CUSTOMERS: &str = "
 
 /// Valid rows past what `maxCreate` still allows ($2), in file order.
 pub const OVER_MAX_CREATE: &str = "
-    UPDATE upload_row SET error_code = 'MAX_CREATE_EXCEEDED', error_message = $3
+    UPDATE upload_row SET error_code = $3, error_message = $4
     WHERE job_id = $1 AND row_number IN (
       SELECT row_number FROM (
         SELECT row_number, ROW_NUMBER() OVER (ORDER BY row_number) AS nth
@@ -63,7 +67,7 @@ pub const VALID_COUNT: &str = "
 /// Accepted rows of the batch (`$2`..`$3`) that the unique index skipped: their code reached
 /// the org after judging (another job committed it), so their coupon id (`$4` + row) is unused.
 pub const MARK_SKIPPED: &str = "
-    UPDATE upload_row SET error_code = 'CODE_ALREADY_EXISTS', error_message = $5
+    UPDATE upload_row SET error_code = $5, error_message = $6
     WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL
       AND NOT EXISTS (SELECT 1 FROM coupon c WHERE c.id = $4 + upload_row.row_number)";
 

@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use super::ctx::{JobCtx, Stop};
 use super::sql::stmt;
+use crate::domain::JobPhase;
 use crate::ingest::reader::{FileError, ReaderOptions, RowReader, StagedRow};
 use crate::ingest::seen::SeenCodes;
 
@@ -214,9 +215,10 @@ async fn stage_postgres(
     }
     copy.finish().await?;
     let moved = sea_orm::sqlx::query(
-        "UPDATE upload_job SET phase = 'JUDGE', actual_row_count = $1, updated_on = $2 \
-         WHERE id = $3 AND lease_owner = $4",
+        "UPDATE upload_job SET phase = $1, actual_row_count = $2, updated_on = $3 \
+         WHERE id = $4 AND lease_owner = $5",
     )
+    .bind(JobPhase::Judge.as_str())
     .bind(rows)
     .bind(crate::domain::now())
     .bind(ctx.job.id)
@@ -285,7 +287,7 @@ async fn stage_sqlite(
                     r.raw_customer.clone().into(),
                     r.code.clone().into(),
                     r.customer.clone().into(),
-                    r.error.as_ref().map(|e| e.code.as_str().to_owned()).into(),
+                    r.error.as_ref().map(|e| e.code).into(),
                     r.error.as_ref().map(|e| e.message.clone()).into(),
                     staged.maybe_duplicate.into(),
                 ]);
@@ -298,8 +300,14 @@ async fn stage_sqlite(
     let moved = txn
         .execute_raw(stmt(
             backend,
-            "UPDATE upload_job SET phase = 'JUDGE', actual_row_count = $1, updated_on = $2 WHERE id = $3 AND lease_owner = $4",
-            vec![rows.into(), crate::domain::now().into(), ctx.job.id.into(), ctx.cfg.instance.clone().into()],
+            "UPDATE upload_job SET phase = $1, actual_row_count = $2, updated_on = $3 WHERE id = $4 AND lease_owner = $5",
+            vec![
+                JobPhase::Judge.into(),
+                rows.into(),
+                crate::domain::now().into(),
+                ctx.job.id.into(),
+                ctx.cfg.instance.clone().into(),
+            ],
         ))
         .await?;
     if moved.rows_affected() != 1 {

@@ -5,7 +5,10 @@
 //! version 1), and an empty series. Org 2 has one series with one tagged job of its own.
 
 use chrono::{DateTime, Duration, Utc};
-use coupon_upload_api::domain::CustomerIdentifierType;
+use coupon_upload_api::domain::{
+    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType, JobPhase,
+    UploadJobStatus,
+};
 use coupon_upload_api::entity::{
     audience_group, audience_group_version, coupon_series, org, upload_job,
 };
@@ -49,7 +52,7 @@ pub async fn insert_series(app: &TestApp, org_id: i64, name: &str) -> coupon_ser
         org_id: Set(org_id),
         name: Set(name.into()),
         description: Set(format!("{name} description")),
-        client_handling_type: Set("DISC_CODE_PIN".into()),
+        client_handling_type: Set(ClientHandlingType::DiscCodePin),
         max_create: Set(-1),
         allow_multiple_per_customer: Set(false),
         code_max_length: Set(20),
@@ -78,8 +81,8 @@ pub fn job(org_id: i64, series_id: i64, created: DateTime<Utc>) -> upload_job::A
         upload_table_name: "upload_row".into(),
         created_on: created,
     });
-    job.upload_status = Set("FINISHED".into());
-    job.phase = Set("DONE".into());
+    job.upload_status = Set(UploadJobStatus::Finished);
+    job.phase = Set(JobPhase::Done);
     job.attempts = Set(1);
     job.updated_on = Set(created + Duration::seconds(5));
     job.finished_on = Set(Some(created + Duration::seconds(5)));
@@ -96,8 +99,8 @@ pub async fn insert_group(
         org_id: Set(org_id),
         coupon_series_id: Set(series_id),
         name: Set(format!("series {series_id} customers")),
-        group_type: Set("UPLOAD".into()),
-        status: Set("ACTIVE".into()),
+        group_type: Set(AudienceGroupType::Upload),
+        status: Set(AudienceGroupStatus::Active),
         customer_count: Set(customers),
         latest_version_number: Set(1),
         created_on: Set(t0()),
@@ -121,7 +124,7 @@ pub async fn insert_version(
         audience_group_id: Set(group.id),
         version_number: Set(number),
         customer_count: Set(customers),
-        status: Set("ACTIVE".into()),
+        status: Set(AudienceGroupStatus::Active),
         upload_job_id: Set(job_id),
         created_on: Set(t0() + Duration::hours(2)),
         ..Default::default()
@@ -168,7 +171,7 @@ pub async fn seed(app: &TestApp) -> Fixture {
     let j1 = j1u.update(db).await.expect("job 1 keys");
 
     let mut j2 = job(ORG_A, series.id, t0() + Duration::hours(1));
-    j2.upload_status = Set("ERRORED".into());
+    j2.upload_status = Set(UploadJobStatus::Errored);
     j2.uploaded_file_name = Set("broken.csv".into());
     j2.coupon_code_column = Set(Some(5));
     j2.error_reason = Set(Some("couponCodeColumn 5 does not exist".into()));
@@ -176,7 +179,7 @@ pub async fn seed(app: &TestApp) -> Fixture {
 
     let group = insert_group(app, ORG_A, series.id, 4).await;
     let mut j3 = job(ORG_A, series.id, t0() + Duration::hours(2));
-    j3.customer_identifier = Set("MOBILE".into());
+    j3.customer_identifier = Set(CustomerIdentifierType::Mobile);
     j3.customer_identifier_column = Set(Some(1));
     j3.uploaded_file_name = Set("vip.csv".into());
     j3.actual_row_count = Set(5);
@@ -193,7 +196,7 @@ pub async fn seed(app: &TestApp) -> Fixture {
     let other = insert_series(app, ORG_B, "OTHER").await;
     let other_group = insert_group(app, ORG_B, other.id, 1).await;
     let mut jb = job(ORG_B, other.id, t0());
-    jb.customer_identifier = Set("EMAIL".into());
+    jb.customer_identifier = Set(CustomerIdentifierType::Email);
     jb.audience_group_id = Set(Some(other_group.id));
     let jb = jb.insert(db).await.expect("other job");
     insert_version(app, &other_group, 1, 1, Some(jb.id)).await;

@@ -2,7 +2,7 @@
 //! not grow with the number of jobs it returns.
 
 use chrono::Duration;
-use coupon_upload_api::domain::Permission;
+use coupon_upload_api::domain::{CustomerIdentifierType, Permission};
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 
@@ -31,7 +31,7 @@ async fn series_with_jobs(app: &TestApp, n: usize) -> i64 {
     let group = insert_group(app, 1, series.id, 3).await;
     for i in 0..n {
         let mut j = job(1, series.id, t0() + Duration::minutes(i as i64));
-        j.customer_identifier = Set("MOBILE".into());
+        j.customer_identifier = Set(CustomerIdentifierType::Mobile);
         j.audience_group_id = Set(Some(group.id));
         let j = j.insert(db).await.expect("job");
         let v = insert_version(app, &group, i as i32 + 1, 3, Some(j.id)).await;

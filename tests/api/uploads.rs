@@ -1,7 +1,7 @@
 //! Uploads end to end: GraphQL multipart and REST, through the worker, to FINISHED with exact
 //! counts and files; every rejection reason; whole-file failures; limits; tenancy; cancel.
 
-use coupon_upload_api::domain::Permission;
+use coupon_upload_api::domain::{JobPhase, Permission};
 use coupon_upload_api::entity::coupon;
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -988,7 +988,7 @@ async fn codes_taken_after_judging_are_reported(app: TestApp) {
         .expect("db")
         .expect("job")
         .into();
-    j.phase = Set("COMMIT".into());
+    j.phase = Set(JobPhase::Commit);
     j.actual_row_count = Set(3);
     j.update(db).await.expect("job");
     // Meanwhile another upload of the org stored A-2.
