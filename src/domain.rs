@@ -186,3 +186,24 @@ pub fn hex(bytes: &[u8]) -> String {
     }
     out
 }
+
+/// The bytes of lowercase or uppercase hexadecimal, two digits per byte; `None` for anything
+/// else (odd length, a non-hex character, any non-ASCII byte).
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bytes = text.as_bytes();
+    if !bytes.len().is_multiple_of(2) {
+        return None;
+    }
+    bytes
+        .chunks_exact(2)
+        .map(|pair| Some(digit(pair[0])? << 4 | digit(pair[1])?))
+        .collect()
+}

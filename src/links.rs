@@ -58,10 +58,7 @@ impl FileLinks {
         if expires < Utc::now().timestamp() || sig.len() != 64 {
             return false;
         }
-        let Some(raw) = (0..32)
-            .map(|i| u8::from_str_radix(&sig[2 * i..2 * i + 2], 16).ok())
-            .collect::<Option<Vec<u8>>>()
-        else {
+        let Some(raw) = crate::domain::unhex(sig) else {
             return false;
         };
         self.mac(key, expires).verify_slice(&raw).is_ok()
@@ -103,6 +100,16 @@ mod tests {
         let last = if tampered.ends_with('0') { "1" } else { "0" };
         tampered.replace_range(63.., last);
         assert!(!links.verify(&key, expires, &tampered), "other signature");
+        // Not hex, or not ASCII: refused, never sliced inside a character.
+        for bad in [
+            format!("a\u{e9}{}", "0".repeat(61)),
+            format!("{}\u{e9}", "0".repeat(62)),
+            "\u{1F600}".repeat(16),
+            "zz".repeat(32),
+        ] {
+            assert_eq!(bad.len(), 64, "{bad:?}");
+            assert!(!links.verify(&key, expires, &bad), "{bad:?}");
+        }
         assert!(
             !FileLinks::new("http://h:1", b"other", 60).verify(&key, expires, &sig),
             "other secret"

@@ -9,6 +9,7 @@ mod query;
 pub mod spans;
 mod subscription;
 mod types;
+mod upload;
 
 use std::sync::Arc;
 

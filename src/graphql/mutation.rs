@@ -1,6 +1,7 @@
-use async_graphql::{Context, ID, InputObject, Object, Result, Upload};
+use async_graphql::{Context, ID, InputObject, Object, Result};
 
 use super::types::{CouponSeries, UploadJob};
+use super::upload::FileUpload;
 use super::{request_ctx, service};
 use crate::domain::CustomerIdentifierType;
 use crate::error::GqlResultExt;
@@ -94,7 +95,7 @@ impl MutationRoot {
         &self,
         ctx: &Context<'_>,
         coupon_series_id: ID,
-        file: Upload,
+        file: FileUpload,
         customer_identifier: CustomerIdentifierType,
         customer_identifier_column: Option<i32>,
         coupon_code_column: Option<i32>,
@@ -103,7 +104,7 @@ impl MutationRoot {
         let rc = request_ctx(ctx)?;
         rc.org.require_write().gql()?;
         let series = parse_id("couponSeriesId", &coupon_series_id).gql()?;
-        let upload = file.value(ctx)?;
+        let upload = file.value(ctx).gql()?;
         let new = NewUpload {
             coupon_series_id: series,
             customer_identifier,

@@ -16,6 +16,7 @@ pub mod ws;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -160,6 +161,19 @@ async fn request_timeout(
     }
 }
 
+/// The answer to a request whose handler panicked.
+fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into());
+    tracing::error!(panic = %message, "request handler panicked");
+    crate::error::AppError::Internal(anyhow::anyhow!("the request handler panicked"))
+        .into_response()
+}
+
 /// Cross-origin access for the configured origins only (none by default: same origin).
 fn cors(origins: &[String]) -> CorsLayer {
     use axum::http::{HeaderName, Method, header};
@@ -184,7 +198,7 @@ fn cors(origins: &[String]) -> CorsLayer {
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
     let state: Shared = std::sync::Arc::new(state);
-    Router::new()
+    let routes = Router::new()
         .merge(graphql::router())
         .merge(rest::router())
         .merge(files::router())
@@ -193,10 +207,27 @@ pub fn router(state: AppState) -> Router {
         .merge(playground::router())
         // Bodies are limited where they are read (uploads while streaming, JSON before
         // parsing), with coded errors; axum's blanket 2 MB limit would cut uploads short.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), request_timeout))
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_timeout,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::disable())
         .layer(cors)
+        .with_state(state);
+    edge(routes)
+}
+
+/// What every request passes first and every response last, around the routes and their state.
+fn edge(routes: Router) -> Router {
+    routes
+        // A panic anywhere below is a bug, but the client still gets a coded answer (500
+        // `INTERNAL`, with its request id) instead of a reset connection; the panic is logged
+        // in the request's span.
+        .layer(CatchPanicLayer::custom(panicked))
         // Every request has an id, on its log lines (the span) and on its response.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<axum::body::Body>| {
@@ -204,5 +235,39 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
         }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::x_request_id(NewRequestId))
-        .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panic_is_a_coded_500_with_the_request_id() {
+        let app = edge(Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                let v: Vec<String> = Vec::new();
+                v[1].clone()
+            }),
+        ));
+        let res = app
+            .oneshot(
+                axum::http::Request::get("/boom")
+                    .body(axum::body::Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("a response, not a reset");
+        assert_eq!(res.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(res.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(res.into_body(), 1 << 16)
+            .await
+            .expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(
+            json["errors"][0]["extensions"]["code"], "INTERNAL",
+            "{json}"
+        );
+    }
 }

@@ -25,6 +25,10 @@ pub struct UploadLimits {
     pub max_files: usize,
     /// Largest non-file field (`operations`, `map`, form fields), in bytes.
     pub max_field_bytes: usize,
+    /// Most non-file fields in one request.
+    pub max_fields: usize,
+    /// All non-file fields of one request together, in bytes.
+    pub max_fields_total_bytes: usize,
     /// Where files are spooled while the request is read.
     pub spool_dir: PathBuf,
 }
@@ -35,6 +39,8 @@ impl Default for UploadLimits {
             max_file_bytes: 512 * 1024 * 1024,
             max_files: 1,
             max_field_bytes: 1024 * 1024,
+            max_fields: 16,
+            max_fields_total_bytes: 2 * 1024 * 1024,
             spool_dir: std::env::temp_dir(),
         }
     }
@@ -141,12 +147,25 @@ async fn read_field(
 ) -> Result<(), AppError> {
     let name = field.name().unwrap_or_default().to_owned();
     let Some(file_name) = field.file_name().map(str::to_owned) else {
+        if form.fields.len() >= limits.max_fields {
+            return Err(AppError::BadUserInput(format!(
+                "at most {} form fields per request",
+                limits.max_fields
+            )));
+        }
+        let before: usize = form.fields.iter().map(|(_, v)| v.len()).sum();
         let mut value = Vec::new();
         while let Some(chunk) = field.chunk().await.map_err(|e| malformed(e.body_text()))? {
             if value.len() + chunk.len() > limits.max_field_bytes {
                 return Err(AppError::PayloadTooLarge(format!(
                     "form field `{name}` is larger than {} bytes",
                     limits.max_field_bytes
+                )));
+            }
+            if before + value.len() + chunk.len() > limits.max_fields_total_bytes {
+                return Err(AppError::PayloadTooLarge(format!(
+                    "the form's fields are larger than {} bytes together",
+                    limits.max_fields_total_bytes
                 )));
             }
             value.extend_from_slice(&chunk);
@@ -219,6 +238,15 @@ pub async fn graphql_request(
         let paths = map
             .get(&f.field)
             .ok_or_else(|| AppError::BadUserInput(format!("file `{}` is not in `map`", f.field)))?;
+        // A file is read once, by the one argument it fills: two arguments (or two operations
+        // of a batch) sharing one spooled file would share its read offset.
+        if paths.len() != 1 {
+            return Err(AppError::BadUserInput(format!(
+                "file `{}` must be mapped to exactly one variable path (it is mapped to {})",
+                f.field,
+                paths.len()
+            )));
+        }
         for path in paths {
             let upload = UploadValue {
                 filename: f.file_name.clone(),

@@ -9,6 +9,7 @@ mod cluster;
 mod compiled;
 mod crash;
 mod fixtures;
+mod hardening;
 mod http_misc;
 mod isolation;
 mod limits;

@@ -1,0 +1,180 @@
+//! Every door's worst input gets a coded answer, never a reset connection (issue "Hardening
+//! II"). Each test here failed, with a panic or a broken connection, before its fix.
+
+use coupon_upload_api::domain::Permission;
+use reqwest::StatusCode;
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+
+use crate::db_tests;
+use crate::helpers::{TestApp, code};
+
+const UPLOAD: &str = "mutation($s: ID!, $f: Upload!) { uploadCoupons(couponSeriesId: $s, file: $f, customerIdentifier: NOT_TAGGED) { jobId } }";
+
+async fn no_jobs(app: &TestApp) {
+    let jobs = coupon_upload_api::entity::upload_job::Entity::find()
+        .all(app.state.service.db())
+        .await
+        .expect("db");
+    assert!(jobs.is_empty(), "{jobs:?}");
+}
+
+/// The server still answers after the request before.
+async fn still_serving(app: &TestApp) {
+    let res = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("the server still answers");
+    assert_eq!(res.status(), StatusCode::OK);
+}
+
+db_tests!(multibyte_link_signatures_are_refused);
+
+/// A `sig` of 64 bytes that are not 64 hex digits (here: multibyte characters, which used to
+/// be sliced inside a character) is a 403 like any other bad signature.
+async fn multibyte_link_signatures_are_refused(app: TestApp) {
+    let expires = chrono::Utc::now().timestamp() + 3600;
+    for sig in [
+        format!("a%C3%A9{}", "0".repeat(61)),
+        format!("{}%C3%A9", "0".repeat(62)),
+        "%F0%9F%98%80".repeat(16),
+        "zz".repeat(32),
+    ] {
+        let url = format!(
+            "{}/files/org/1/jobs/1/errors.csv?expires={expires}&sig={sig}",
+            app.base
+        );
+        let res = app.client.get(&url).send().await.expect("a response");
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{sig}");
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(body["error"]["code"], "FORBIDDEN", "{body}");
+    }
+    still_serving(&app).await;
+}
+
+db_tests!(file_placeholders_outside_multipart_are_coded);
+
+/// The multipart reader's placeholder for a file, sent by a client as a plain JSON variable
+/// or a literal, is refused with `BAD_USER_INPUT` (it used to panic in the argument's parser,
+/// for any key, before the write check), and a placeholder naming a file that was not sent
+/// is refused too.
+async fn file_placeholders_outside_multipart_are_coded(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let read = app.key(1, Permission::Read).await;
+    let series = app.create_series(&key, json!({})).await;
+    for placeholder in [
+        "#__graphql_file__:x",
+        "#__graphql_file__:",
+        "#__graphql_file__:0",
+        "#__graphql_file__:18446744073709551616",
+        "plain text",
+    ] {
+        for k in [&key, &read] {
+            let (status, body) = app
+                .gql(Some(k), UPLOAD, json!({ "s": series, "f": placeholder }))
+                .await;
+            assert!(
+                status.is_client_error() || status == StatusCode::OK,
+                "{status}"
+            );
+            assert!(body["data"]["uploadCoupons"].is_null(), "{body}");
+            let c = code(&body);
+            assert!(
+                c == "BAD_USER_INPUT" || c == "FORBIDDEN",
+                "{placeholder}: {body}"
+            );
+        }
+        let literal = format!(
+            "mutation {{ uploadCoupons(couponSeriesId: \"{series}\", file: \"{placeholder}\", customerIdentifier: NOT_TAGGED) {{ jobId }} }}"
+        );
+        let (_, body) = app.gql(Some(&key), &literal, json!({})).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{placeholder}: {body}");
+    }
+    // Anonymous: no key, the same answer shape.
+    let (_, body) = app
+        .gql(
+            None,
+            UPLOAD,
+            json!({ "s": series, "f": "#__graphql_file__:x" }),
+        )
+        .await;
+    assert_ne!(code(&body), "<none>", "{body}");
+    no_jobs(&app).await;
+    still_serving(&app).await;
+}
+
+async fn post_form(
+    app: &TestApp,
+    key: &str,
+    form: reqwest::multipart::Form,
+) -> (StatusCode, Value) {
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(key)
+        .multipart(form)
+        .send()
+        .await
+        .expect("a response");
+    let status = res.status();
+    (status, res.json().await.expect("json"))
+}
+
+db_tests!(a_file_fills_one_argument);
+
+/// One file mapped to two variables (or to two operations of a batch, which would then share
+/// one read offset) is refused; nothing is created.
+async fn a_file_fills_one_argument(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let single = json!({ "query": UPLOAD, "variables": { "s": series, "f": null } });
+    let batch = json!([single.clone(), single.clone()]);
+    for (operations, map) in [
+        (
+            single.clone(),
+            json!({ "0": ["variables.f", "variables.f"] }),
+        ),
+        (batch, json!({ "0": ["0.variables.f", "1.variables.f"] })),
+        (single, json!({ "0": [] })),
+    ] {
+        let form = reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text("map", map.to_string())
+            .part(
+                "0",
+                reqwest::multipart::Part::bytes(b"code\nA\n".to_vec()).file_name("a.csv"),
+            );
+        let (status, body) = post_form(&app, &key, form).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{map}: {body}");
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    }
+    no_jobs(&app).await;
+}
+
+db_tests!(form_fields_are_capped);
+
+/// A form may have 16 text fields of 2 MiB in all: more fields is `BAD_USER_INPUT`, more
+/// bytes `PAYLOAD_TOO_LARGE`, before anything is parsed.
+async fn form_fields_are_capped(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let operations = json!({ "query": UPLOAD, "variables": { "s": series, "f": null } });
+    let mut many = reqwest::multipart::Form::new().text("operations", operations.to_string());
+    for i in 0..20 {
+        many = many.text(format!("extra{i}"), "x");
+    }
+    let (status, body) = post_form(&app, &key, many).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+
+    let mut large = reqwest::multipart::Form::new().text("operations", operations.to_string());
+    for i in 0..3 {
+        large = large.text(format!("pad{i}"), " ".repeat(900 * 1024));
+    }
+    let (status, body) = post_form(&app, &key, large).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(code(&body), "PAYLOAD_TOO_LARGE", "{body}");
+    no_jobs(&app).await;
+}
