@@ -102,6 +102,13 @@ pub struct ServeArgs {
     /// Requests a key may make at once before the average applies.
     #[arg(long, env = "RATE_LIMIT_BURST", default_value_t = 200.0)]
     pub rate_limit_burst: f64,
+    /// Per client address, per second on average: requests without a valid key (anonymous
+    /// introspection) and lookups of keys not yet cached (0: no limit); past it, 429.
+    #[arg(long, env = "ANONYMOUS_RATE_LIMIT_PER_SECOND", default_value_t = 20.0)]
+    pub anonymous_rate_limit_per_second: f64,
+    /// Such requests a client address may make at once before the average applies.
+    #[arg(long, env = "ANONYMOUS_RATE_LIMIT_BURST", default_value_t = 100.0)]
+    pub anonymous_rate_limit_burst: f64,
     /// Milliseconds an API key that authenticated is trusted without a database lookup (0:
     /// look up every request). A revoked key stops working at once: on PostgreSQL every
     /// instance hears of a revocation (`NOTIFY`), also one made with `api-key revoke`. This
@@ -170,6 +177,10 @@ impl ServeArgs {
                 request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
                 cors_origins: self.cors_allowed_origins.clone(),
                 auth_cache: Duration::from_millis(self.auth_cache_ms),
+                anonymous_rate_limit: crate::http::ratelimit::RateLimit {
+                    per_second: self.anonymous_rate_limit_per_second,
+                    burst: self.anonymous_rate_limit_burst,
+                },
             },
             worker: (!self.no_worker).then(|| crate::worker::WorkerConfig {
                 batch_rows: self.worker_batch_rows.max(1),

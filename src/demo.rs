@@ -120,7 +120,7 @@ pub async fn seed_if_empty(service: &Service, wait: Option<Duration>) -> AppResu
         .create_api_key(DEMO_ORG_ID, "demo", Permission::ReadWrite)
         .await?;
     if seeded {
-        let org = service.authenticate(Some(&key.key)).await?;
+        let org = service.authenticate(Some(&key.key), || Ok(())).await?;
         for s in SERIES {
             let series = service
                 .create_coupon_series(

@@ -250,7 +250,11 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
     // `--shutdown-grace-secs`, close WebSockets, and let the worker stop at a batch boundary
     // and release its lease.
     let stop = shutdown.clone();
-    let server = axum::serve(listener, app.router()).with_graceful_shutdown(async move {
+    // The peer's address is the client for the limits on work done before a key is known.
+    let service = app
+        .router()
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service).with_graceful_shutdown(async move {
         shutdown_signal().await;
         tracing::info!("shutting down");
         stop.cancel();

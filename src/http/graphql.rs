@@ -45,9 +45,10 @@ async fn graphql_get(state: State<Shared>, req: Request) -> Response {
             )
                 .into_response();
         };
+        let peer = super::Peer::of(req.extensions());
         let (mut parts, _) = req.into_parts();
         return match WebSocketUpgrade::from_request_parts(&mut parts, &state.0).await {
-            Ok(ws) => super::ws::upgrade(state.0, protocol, ws),
+            Ok(ws) => super::ws::upgrade(state.0, protocol, ws, peer),
             Err(e) => e.into_response(),
         };
     }
@@ -77,7 +78,8 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     let is_get = req.method() == Method::GET;
-    let org = match state.authorize(req.headers()).await {
+    let peer = super::Peer::of(req.extensions());
+    let org = match state.authorize(req.headers(), peer).await {
         Ok(org) => org,
         Err(e @ AppError::Unauthenticated(_)) if is_multipart(&req) => return e.into_response(),
         Err(e @ AppError::Unauthenticated(_)) => {
@@ -87,9 +89,19 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
             let Ok(batch) = parse(req, &state).await else {
                 return e.into_response();
             };
+            if !matches!(batch, BatchRequest::Single(_)) {
+                return e.into_response();
+            }
             let docs = prepare(&batch, &state.docs);
             if !(state.limits.introspection && docs.iter().all(|d| d.introspection_only)) {
                 return e.into_response();
+            }
+            // Held to the same limits as any request (one operation, depth, aliases,
+            // complexity), and limited per client address, before it runs.
+            if let Err(refused) = check_limits(&docs, &state.limits)
+                .and_then(|()| state.anonymous_work(peer))
+            {
+                return refused.into_response();
             }
             return run(&state, batch, &docs, None, &accept).await;
         }

@@ -40,6 +40,8 @@ pub struct AppState {
     pub(crate) uploads: UploadLimits,
     pub(crate) limits: GraphqlLimits,
     pub(crate) rate_limiter: ratelimit::RateLimiter,
+    /// Per client address: the work done before a key is known (see `ratelimit`).
+    pub(crate) anonymous_limiter: ratelimit::RateLimiter<std::net::IpAddr>,
     pub(crate) ws: ws::WsLimits,
     ws_counts: ws::WsCounts,
     /// Longest a request may take (uploads, downloads and WebSockets excepted).
@@ -61,6 +63,9 @@ pub struct HttpSettings {
     pub cors_origins: Vec<String>,
     /// How long an authenticated key is trusted without asking the database again.
     pub auth_cache: std::time::Duration,
+    /// Per client address, for what is done before a key is known: anonymous introspection
+    /// and database lookups of keys that are not cached (wrong keys, mostly).
+    pub anonymous_rate_limit: ratelimit::RateLimit,
 }
 
 impl Default for HttpSettings {
@@ -69,6 +74,10 @@ impl Default for HttpSettings {
             request_timeout: std::time::Duration::from_secs(30),
             cors_origins: Vec::new(),
             auth_cache: crate::service::DEFAULT_KEY_CACHE_TTL,
+            anonymous_rate_limit: ratelimit::RateLimit {
+                per_second: 20.0,
+                burst: 100.0,
+            },
         }
     }
 }
@@ -102,6 +111,7 @@ impl AppState {
             limits,
             cors_origins,
             rate_limiter: ratelimit::RateLimiter::new(rate_limit),
+            anonymous_limiter: ratelimit::RateLimiter::new(http.anonymous_rate_limit.clone()),
             ws,
             ws_counts: Default::default(),
             request_timeout: http.request_timeout,
@@ -116,15 +126,52 @@ impl AppState {
     pub async fn authorize(
         &self,
         headers: &axum::http::HeaderMap,
+        peer: Peer,
     ) -> Result<crate::domain::OrgContext, crate::error::AppError> {
         let org = self
             .service
-            .authenticate(auth::presented_key(headers))
+            .authenticate(auth::presented_key(headers), || self.anonymous_work(peer))
             .await?;
         self.rate_limiter
-            .check(org.api_key_id)
+            .check(&org.api_key_id)
             .map_err(|retry_after_secs| crate::error::AppError::RateLimited { retry_after_secs })?;
         Ok(org)
+    }
+}
+
+impl AppState {
+    /// Takes a token from the client address's bucket for work done before a key is known.
+    pub(crate) fn anonymous_work(&self, peer: Peer) -> Result<(), crate::error::AppError> {
+        self.anonymous_limiter
+            .check(&peer.0)
+            .map_err(|retry_after_secs| crate::error::AppError::RateLimited { retry_after_secs })
+    }
+}
+
+/// The client's address, as the connection gives it (a proxy in front is one client: limits
+/// per address then apply to it as a whole). Unspecified where there is no connection (a
+/// router called directly).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Peer(pub std::net::IpAddr);
+
+impl Peer {
+    pub fn of(extensions: &axum::http::Extensions) -> Self {
+        Peer(
+            extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip()),
+        )
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer::of(&parts.extensions))
     }
 }
 

@@ -110,12 +110,13 @@ struct StatusParams {
 /// `GET /coupon/api/v1/upload/getUploadStatus/{couponSeriesId}`: the series' jobs, newest first.
 async fn get_upload_status(
     State(state): State<Shared>,
+    peer: super::Peer,
     headers: HeaderMap,
     Path(raw_id): Path<String>,
     Query(params): Query<StatusParams>,
 ) -> Response {
     let run = async {
-        let org = state.authorize(&headers).await?;
+        let org = state.authorize(&headers, peer).await?;
         let series_id = parse_id("couponSeriesId", &raw_id)?;
         let limit = match params.limit.as_deref() {
             None => None,
@@ -178,7 +179,9 @@ async fn upload_file(
     req: Request,
 ) -> Response {
     let run = async {
-        let org = state.authorize(req.headers()).await?;
+        let org = state
+            .authorize(req.headers(), super::Peer::of(req.extensions()))
+            .await?;
         // Refused before the body is read.
         org.require_write()?;
         let series_id = parse_id("couponSeriesId", &raw_id)?;

@@ -170,12 +170,17 @@ pub fn protocol(headers: &axum::http::HeaderMap) -> Option<WebSocketProtocols> {
         .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
 }
 
-pub fn upgrade(state: Shared, protocol: WebSocketProtocols, ws: WebSocketUpgrade) -> Response {
+pub fn upgrade(
+    state: Shared,
+    protocol: WebSocketProtocols,
+    ws: WebSocketUpgrade,
+    peer: super::Peer,
+) -> Response {
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(socket, state, protocol))
+        .on_upgrade(move |socket| serve(socket, state, protocol, peer))
 }
 
-async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols) {
+async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols, peer: super::Peer) {
     let (mut sink, stream) = socket.split();
     // Idle tracking: the operations in flight and the time of the last message either way.
     let activity: Arc<Mutex<Activity>> = Arc::new(Mutex::new(Activity::new()));
@@ -199,6 +204,7 @@ async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols) {
     let close_code: Arc<Mutex<Option<u16>>> = Arc::default();
     let key_id: Arc<Mutex<Option<i64>>> = Arc::default();
     let slot: Arc<Mutex<Option<WsSlot>>> = Arc::default();
+    let limiter = state.clone();
     let (service, limits, counts) = (
         state.service.clone(),
         state.ws.clone(),
@@ -217,7 +223,10 @@ async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols) {
                 e.public_message()
             )))
         };
-        let org = match service.authenticate(key.as_deref()).await {
+        let org = match service
+            .authenticate(key.as_deref(), || limiter.anonymous_work(peer))
+            .await
+        {
             Ok(org) => org,
             Err(e) => return refuse(4403, e),
         };

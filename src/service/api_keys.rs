@@ -39,11 +39,13 @@ pub const DEFAULT_KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 const KEY_CACHE_ENTRIES: usize = 10_000;
 
 /// Keys that authenticated lately, by their SHA-256, with what they stand for and when they
-/// were looked up. Unknown and revoked keys are never cached, so a wrong key always costs a
-/// lookup (and meets the rate limit of nobody: it is refused before).
+/// were looked up; and keys that did not (unknown or revoked), so a wrong key sent again is
+/// refused without asking the database. A key that is unknown cannot become valid (keys are
+/// made at random when created, and a revoked key stays revoked), so that answer keeps.
 pub struct KeyCache {
     ttl_ms: AtomicU64,
     entries: quick_cache::sync::Cache<[u8; 32], (OrgContext, Instant)>,
+    refused: quick_cache::sync::Cache<[u8; 32], ()>,
 }
 
 impl KeyCache {
@@ -51,6 +53,7 @@ impl KeyCache {
         Self {
             ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
             entries: quick_cache::sync::Cache::new(KEY_CACHE_ENTRIES),
+            refused: quick_cache::sync::Cache::new(KEY_CACHE_ENTRIES),
         }
     }
 
@@ -174,7 +177,13 @@ impl Service {
 
     /// The org and permission a presented key stands for; `UNAUTHENTICATED` when it is missing,
     /// malformed, unknown or revoked (all alike, so a caller learns nothing from the difference).
-    pub async fn authenticate(&self, presented: Option<&str>) -> AppResult<OrgContext> {
+    /// `before_lookup` runs only when the database must be asked (the key is in neither cache):
+    /// the transport's limit on that work per client, whose error is returned as it is.
+    pub async fn authenticate(
+        &self,
+        presented: Option<&str>,
+        before_lookup: impl FnOnce() -> AppResult<()>,
+    ) -> AppResult<OrgContext> {
         let key = presented.map(str::trim).filter(|k| !k.is_empty()).ok_or_else(|| {
             AppError::Unauthenticated(
                 "an API key is required: send `Authorization: Bearer <key>` or `X-CAP-API-OAUTH-TOKEN: <key>`".into(),
@@ -188,12 +197,19 @@ impl Service {
         if let Some(org) = self.keys.get(&digest) {
             return Ok(org);
         }
-        let found = api_key::Entity::find()
+        if self.keys.refused.get(&digest).is_some() {
+            return Err(invalid());
+        }
+        before_lookup()?;
+        let Some(found) = api_key::Entity::find()
             .filter(api_key::Column::KeyHash.eq(hex(&digest)))
             .filter(api_key::Column::RevokedOn.is_null())
             .one(&self.db)
             .await?
-            .ok_or_else(invalid)?;
+        else {
+            self.keys.refused.insert(digest, ());
+            return Err(invalid());
+        };
         let org = OrgContext {
             org_id: found.org_id,
             permission: found.permission,

@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 use crate::db_tests;
 use crate::helpers::{TestApp, code};
 
+/// A query that is not introspection (which runs without a key).
+const STATUS: &str = "{ uploadStatus(couponSeriesId: \"1\") { id } }";
+
 const UPLOAD: &str = "mutation($s: ID!, $f: Upload!) { uploadCoupons(couponSeriesId: $s, file: $f, customerIdentifier: NOT_TAGGED) { jobId } }";
 
 async fn no_jobs(app: &TestApp) {
@@ -177,4 +180,99 @@ async fn form_fields_are_capped(app: TestApp) {
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
     assert_eq!(code(&body), "PAYLOAD_TOO_LARGE", "{body}");
     no_jobs(&app).await;
+}
+
+db_tests!(a_wrong_key_again_costs_no_lookup);
+
+/// A key the database did not know is refused from memory when it comes again: a client
+/// retrying a wrong key costs no statement.
+async fn a_wrong_key_again_costs_no_lookup(app: TestApp) {
+    let wrong = format!("cua_{}", "0".repeat(64));
+    let ask = || async {
+        let (status, body) = app.gql(Some(&wrong), STATUS, json!({})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+    };
+    ask().await;
+    let before = app.statements();
+    for _ in 0..5 {
+        ask().await;
+    }
+    assert_eq!(
+        app.statements(),
+        before,
+        "a known-wrong key was looked up again"
+    );
+}
+
+crate::db_tests_with!(
+    crate::helpers::Options {
+        anonymous_rate_limit: coupon_upload_api::http::ratelimit::RateLimit {
+            per_second: 0.01,
+            burst: 3.0,
+        },
+        ..Default::default()
+    };
+    work_before_a_key_is_limited_per_address
+);
+
+/// Lookups of uncached keys and anonymous introspection share one bucket per client address:
+/// past it, 429 with `Retry-After` and no statement. A valid key is not held back by it once
+/// it is cached, and anonymous requests meet the same limits as any (one operation only).
+async fn work_before_a_key_is_limited_per_address(app: TestApp) {
+    let key = app.key(1, Permission::Read).await;
+    // The valid key's first lookup takes a token; cached, it takes none after.
+    app.gql_ok(&key, "{ __typename }", json!({})).await;
+    let (status, body) = app
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let random = format!("cua_{}", "1".repeat(64));
+    let (status, _) = app.gql(Some(&random), STATUS, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let before = app.statements();
+    for k in [
+        format!("cua_{}", "2".repeat(64)),
+        format!("cua_{}", "3".repeat(64)),
+    ] {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&k)
+            .json(&json!({ "query": STATUS }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key("retry-after"));
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+    }
+    let (status, body) = app
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        app.statements(),
+        before,
+        "a limited request reached the database"
+    );
+    app.gql_ok(&key, "{ __typename }", json!({})).await;
+}
+
+db_tests!(anonymous_requests_are_one_operation);
+
+/// Without a key, only a single introspection operation runs: a batch of them is refused.
+async fn anonymous_requests_are_one_operation(app: TestApp) {
+    let q = json!({ "query": "{ __schema { queryType { name } } }" });
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!([q, q]))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
 }

@@ -50,6 +50,8 @@ pub struct Options {
     pub rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
     /// How long an authenticated key is trusted without a lookup.
     pub auth_cache: Duration,
+    /// Per client address, before a key is known (the server's default unless a test sets it).
+    pub anonymous_rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
                 burst: 0.0,
             },
             auth_cache: coupon_upload_api::service::DEFAULT_KEY_CACHE_TTL,
+            anonymous_rate_limit: HttpSettings::default().anonymous_rate_limit,
         }
     }
 }
@@ -162,6 +165,7 @@ impl TestApp {
                 request_timeout: opts.request_timeout,
                 cors_origins: opts.cors_origins.clone(),
                 auth_cache: opts.auth_cache,
+                anonymous_rate_limit: opts.anonymous_rate_limit.clone(),
             },
             worker: opts.worker.then(|| WorkerConfig {
                 batch_rows: opts.batch_rows,
@@ -176,7 +180,12 @@ impl TestApp {
         let shutdown = state.shutdown.clone();
         let app = built.router();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+            )
+            .await
+            .expect("serve");
         });
         Some(TestApp {
             base,
