@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Seconds a job's lease lasts without renewal; after it another instance takes over.
     #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 15)]
     pub job_lease_secs: u64,
+    /// Hours an ended job's staged rows (`upload_row`) are kept before they are deleted; its
+    /// coupons, counts and files stay.
+    #[arg(long, env = "STAGED_ROW_RETENTION_HOURS", default_value_t = 168)]
+    pub staged_row_retention_hours: u64,
     /// On SIGTERM/SIGINT, how long in-flight requests and the current batch may take.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -185,6 +189,7 @@ impl ServeArgs {
             worker: (!self.no_worker).then(|| crate::worker::WorkerConfig {
                 batch_rows: self.worker_batch_rows.max(1),
                 lease: Duration::from_secs(self.job_lease_secs.max(1)),
+                staged_retention: Duration::from_secs(self.staged_row_retention_hours * 3600),
                 ..Default::default()
             }),
         })
@@ -214,6 +219,10 @@ impl ServeArgs {
         if let Ok(existing) = std::fs::read_to_string(&path)
             && existing.trim().len() >= 32
         {
+            // Readable by the owner only, also when an older version wrote it without a mode.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("making {} owner-only", path.display()))?;
             return Ok(existing.trim().as_bytes().to_vec());
         }
         std::fs::create_dir_all(if dir.as_os_str().is_empty() {
@@ -224,13 +233,73 @@ impl ServeArgs {
         let mut bytes = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
         let secret = crate::domain::hex(&bytes);
-        std::fs::write(&path, &secret).with_context(|| format!("writing {}", path.display()))?;
+        write_owner_only(&path, secret.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(secret.into_bytes())
     }
+}
+
+/// Writes a secret to a new file that only its owner may read or write (mode 0600 from the
+/// start: it is never readable by others, even for a moment).
+fn write_owner_only(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    // An existing file keeps its mode when opened: set it.
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// Two database connections per CPU core, at least 4.
 pub fn default_db_connections() -> u32 {
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
     (2 * cores).max(4)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_link_secret_file_is_owner_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = dir.path().join("storage");
+        let args = Cli::try_parse_from(["serve", "--storage-dir", storage.to_str().expect("utf-8")])
+            .expect("args")
+            .serve;
+        let path = dir.path().join("file-link-secret");
+        let made = args.link_secret().expect("made");
+        assert_eq!(mode(&path), 0o600);
+        assert_eq!(args.link_secret().expect("read again"), made);
+        // One written by an older version, readable by all, is tightened when read.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_eq!(args.link_secret().expect("read"), made);
+        assert_eq!(mode(&path), 0o600);
+        // Too short to use: replaced, owner-only.
+        std::fs::write(&path, "short").expect("write");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert_ne!(args.link_secret().expect("replaced"), b"short".to_vec());
+        assert_eq!(mode(&path), 0o600);
+    }
 }

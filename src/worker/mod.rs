@@ -30,6 +30,7 @@ mod files;
 mod job;
 mod judge;
 mod lease;
+mod purge;
 mod sql;
 mod stage;
 
@@ -44,6 +45,7 @@ use crate::entity::upload_job;
 use crate::service::Service;
 use ctx::Stop;
 use lease::claim;
+pub use purge::purge_staged_rows;
 
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -57,6 +59,10 @@ pub struct WorkerConfig {
     pub max_attempts: i32,
     /// Names this worker in leases and logs.
     pub instance: String,
+    /// How long a job's staged rows are kept after it ends.
+    pub staged_retention: Duration,
+    /// How often staged rows past their retention are looked for.
+    pub purge_every: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -67,6 +73,8 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_secs(2),
             max_attempts: 5,
             instance: default_instance(),
+            staged_retention: Duration::from_secs(7 * 24 * 3600),
+            purge_every: Duration::from_secs(600),
         }
     }
 }
@@ -92,6 +100,16 @@ pub fn spawn(service: Service, cfg: WorkerConfig, shutdown: CancellationToken) -
 }
 
 async fn run(service: Service, cfg: WorkerConfig, shutdown: CancellationToken) {
+    let purge = purge::purge_loop(
+        service.clone(),
+        cfg.staged_retention,
+        cfg.purge_every,
+        shutdown.clone(),
+    );
+    tokio::join!(jobs(service, cfg, shutdown), purge);
+}
+
+async fn jobs(service: Service, cfg: WorkerConfig, shutdown: CancellationToken) {
     tracing::info!(instance = %cfg.instance, "worker started");
     while !shutdown.is_cancelled() {
         match claim(&service, &cfg).await {

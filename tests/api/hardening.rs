@@ -276,3 +276,70 @@ async fn anonymous_requests_are_one_operation(app: TestApp) {
     let body: Value = res.json().await.expect("json");
     assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
 }
+
+db_tests!(staged_rows_of_old_jobs_are_purged);
+
+/// An ended job's staged rows are deleted once past their retention; a recent job's stay,
+/// and so do the old job's coupons, counts and files.
+async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
+    use coupon_upload_api::entity::{coupon, upload_job, upload_row};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, PaginatorTrait, QueryFilter, Set};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let old = app
+        .upload_ok(&key, &series, b"code\nOLD-1\nOLD-2\nOLD-3\n", json!({}))
+        .await;
+    app.wait_job(&key, &old).await;
+    let recent = app
+        .upload_ok(&key, &series, b"code\nNEW-1\nNEW-2\n", json!({}))
+        .await;
+    app.wait_job(&key, &recent).await;
+    let db = app.state.service.db();
+    let staged = |job: i64| async move {
+        upload_row::Entity::find()
+            .filter(upload_row::Column::JobId.eq(job))
+            .count(db)
+            .await
+            .expect("count")
+    };
+    let (old, recent): (i64, i64) = (old.parse().expect("id"), recent.parse().expect("id"));
+    assert_eq!((staged(old).await, staged(recent).await), (3, 2));
+    let mut aged: upload_job::ActiveModel = upload_job::Entity::find_by_id(old)
+        .one(db)
+        .await
+        .expect("db")
+        .expect("job")
+        .into();
+    aged.finished_on = Set(Some(
+        coupon_upload_api::domain::now() - chrono::Duration::days(8),
+    ));
+    aged.update(db).await.expect("age the job");
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let purged = coupon_upload_api::worker::purge_staged_rows(&app.state.service, week)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 3);
+    assert_eq!((staged(old).await, staged(recent).await), (0, 2));
+    let coupons = coupon::Entity::find()
+        .filter(coupon::Column::UploadJobId.eq(old))
+        .count(db)
+        .await
+        .expect("count");
+    assert_eq!(coupons, 3);
+    let data = app
+        .gql_ok(
+            &key,
+            "query($id: ID!) { uploadJob(jobId: $id) { totalUploadedCount successFileUrl } }",
+            json!({ "id": old.to_string() }),
+        )
+        .await;
+    assert_eq!(data["uploadJob"]["totalUploadedCount"], 3);
+    let success = app.download(&data["uploadJob"]["successFileUrl"]).await;
+    assert!(success.contains("OLD-3"), "{success}");
+    assert_eq!(
+        coupon_upload_api::worker::purge_staged_rows(&app.state.service, week)
+            .await
+            .expect("again"),
+        0
+    );
+}
