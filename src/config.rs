@@ -85,9 +85,17 @@ pub struct ServeArgs {
     /// Suggest field names in validation errors.
     #[arg(long, env = "FIELD_SUGGESTIONS", default_value_t = true, action = clap::ArgAction::Set)]
     pub field_suggestions: bool,
-    /// Longest a request may take, in seconds (uploads, downloads and WebSockets excepted).
+    /// Longest a request may take to its response, in seconds (uploads excepted; a
+    /// download's body and a WebSocket run after the response starts).
     #[arg(long, env = "REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Longest an upload (a multipart POST of a file) may take to its response, in seconds.
+    #[arg(long, env = "UPLOAD_TIMEOUT_SECS", default_value_t = 3600)]
+    pub upload_timeout_secs: u64,
+    /// Longest pause within any request body, in seconds: a client that stops sending is cut
+    /// off.
+    #[arg(long, env = "BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_idle_timeout_secs: u64,
     /// WebSocket connections one API key may hold open (past it: close 4429).
     #[arg(long, env = "WS_MAX_CONNECTIONS_PER_KEY", default_value_t = 20)]
     pub ws_max_connections_per_key: usize,
@@ -179,6 +187,8 @@ impl ServeArgs {
             },
             http: HttpSettings {
                 request_timeout: Duration::from_secs(self.request_timeout_secs.max(1)),
+                upload_timeout: Duration::from_secs(self.upload_timeout_secs.max(1)),
+                body_idle_timeout: Duration::from_secs(self.body_idle_timeout_secs.max(1)),
                 cors_origins: self.cors_allowed_origins.clone(),
                 auth_cache: Duration::from_millis(self.auth_cache_ms),
                 anonymous_rate_limit: crate::http::ratelimit::RateLimit {
@@ -285,9 +295,10 @@ mod tests {
     fn the_link_secret_file_is_owner_only() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = dir.path().join("storage");
-        let args = Cli::try_parse_from(["serve", "--storage-dir", storage.to_str().expect("utf-8")])
-            .expect("args")
-            .serve;
+        let args =
+            Cli::try_parse_from(["serve", "--storage-dir", storage.to_str().expect("utf-8")])
+                .expect("args")
+                .serve;
         let path = dir.path().join("file-link-secret");
         let made = args.link_secret().expect("made");
         assert_eq!(mode(&path), 0o600);

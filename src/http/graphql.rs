@@ -98,8 +98,8 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
             }
             // Held to the same limits as any request (one operation, depth, aliases,
             // complexity), and limited per client address, before it runs.
-            if let Err(refused) = check_limits(&docs, &state.limits)
-                .and_then(|()| state.anonymous_work(peer))
+            if let Err(refused) =
+                check_limits(&docs, &state.limits).and_then(|()| state.anonymous_work(peer))
             {
                 return refused.into_response();
             }

@@ -44,8 +44,12 @@ pub struct AppState {
     pub(crate) anonymous_limiter: ratelimit::RateLimiter<std::net::IpAddr>,
     pub(crate) ws: ws::WsLimits,
     ws_counts: ws::WsCounts,
-    /// Longest a request may take (uploads, downloads and WebSockets excepted).
+    /// Longest a request may take to its response (uploads excepted).
     pub(crate) request_timeout: std::time::Duration,
+    /// Longest an upload may take to its response.
+    pub(crate) upload_timeout: std::time::Duration,
+    /// Longest pause within a request body.
+    pub(crate) body_idle_timeout: std::time::Duration,
     /// Origins allowed cross-origin access (`*`: any).
     pub(crate) cors_origins: Vec<String>,
     /// Cancelled when the server shuts down: WebSockets close, the worker stops.
@@ -57,8 +61,12 @@ pub struct AppState {
 /// HTTP settings beyond the limits each door has.
 #[derive(Clone, Debug)]
 pub struct HttpSettings {
-    /// Longest a request may take (uploads, downloads and WebSockets excepted).
+    /// Longest a request may take to its response (uploads excepted).
     pub request_timeout: std::time::Duration,
+    /// Longest an upload (a multipart POST of a file) may take to its response.
+    pub upload_timeout: std::time::Duration,
+    /// Longest pause between two parts of a request body.
+    pub body_idle_timeout: std::time::Duration,
     /// Origins allowed cross-origin access (`*`: any; empty: same origin only).
     pub cors_origins: Vec<String>,
     /// How long an authenticated key is trusted without asking the database again.
@@ -72,6 +80,8 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             request_timeout: std::time::Duration::from_secs(30),
+            upload_timeout: std::time::Duration::from_secs(3600),
+            body_idle_timeout: std::time::Duration::from_secs(30),
             cors_origins: Vec::new(),
             auth_cache: crate::service::DEFAULT_KEY_CACHE_TTL,
             anonymous_rate_limit: ratelimit::RateLimit {
@@ -115,6 +125,8 @@ impl AppState {
             ws,
             ws_counts: Default::default(),
             request_timeout: http.request_timeout,
+            upload_timeout: http.upload_timeout,
+            body_idle_timeout: http.body_idle_timeout,
             shutdown,
             docs: Default::default(),
         }
@@ -188,24 +200,38 @@ impl MakeRequestId for NewRequestId {
     }
 }
 
-/// Ends a request that takes longer than `request_timeout` with 504 `TIMEOUT`. Uploads and
-/// downloads (their length depends on the client's bandwidth) and WebSockets are exempt.
+/// Ends a request that takes longer than `request_timeout` with 504 `TIMEOUT`: the time to its
+/// response's head (a download's body and a WebSocket, which run after it, are not counted).
+/// An upload (a multipart POST to an upload route), whose length depends on the client's
+/// bandwidth, has `upload_timeout` instead. Every request body must keep coming: a pause
+/// between its parts longer than `body_idle_timeout` ends it. What a request claims in its
+/// headers (an `Upgrade`, a multipart type) changes nothing of this on another route.
 async fn request_timeout(
     axum::extract::State(state): axum::extract::State<Shared>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let exempt = multipart::is_multipart(&req)
-        || req.headers().contains_key(axum::http::header::UPGRADE)
-        || req.uri().path().starts_with("/files/");
-    if exempt {
-        return next.run(req).await;
-    }
-    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+    let limit = if is_upload(&req) {
+        state.upload_timeout
+    } else {
+        state.request_timeout
+    };
+    let idle = state.body_idle_timeout;
+    let req =
+        req.map(|body| axum::body::Body::new(tower_http::timeout::TimeoutBody::new(idle, body)));
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(res) => res,
-        Err(_) => crate::error::AppError::Timeout(state.request_timeout).into_response(),
+        Err(_) => crate::error::AppError::Timeout(limit).into_response(),
     }
+}
+
+/// A multipart POST to one of the two routes that take files.
+fn is_upload(req: &axum::extract::Request) -> bool {
+    let path = req.uri().path();
+    req.method() == axum::http::Method::POST
+        && multipart::is_multipart(req)
+        && (path == "/graphql" || path.starts_with(rest::UPLOAD_PATH_PREFIX))
 }
 
 /// The answer to a request whose handler panicked.

@@ -21,6 +21,9 @@ use crate::error::AppError;
 use crate::service::{NewUpload, Page, Service, parse_id};
 use crate::view::{JobField, Value};
 
+/// Where the upload route's path starts (it ends with the series id).
+pub const UPLOAD_PATH_PREFIX: &str = "/coupon/api/v1/upload/file/";
+
 pub fn router() -> Router<Shared> {
     Router::new()
         .route(

@@ -343,3 +343,314 @@ async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
         0
     );
 }
+
+/// Sends `head` and `body` on a raw connection, then waits (sending nothing more) for the
+/// response's status line; `None` if none came within `wait`.
+async fn stalled_request(
+    app: &TestApp,
+    head: &str,
+    body: &[u8],
+    wait: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(body).await.expect("body");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, stream.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.lines().next().map(str::to_owned)
+}
+
+crate::db_tests_with!(
+    crate::helpers::Options {
+        request_timeout: std::time::Duration::from_millis(500),
+        body_idle_timeout: std::time::Duration::from_millis(800),
+        ..Default::default()
+    };
+    timeouts_cannot_be_dodged
+);
+
+/// A body that stops coming is cut off, whatever the request claims to be: an `Upgrade`
+/// header on a plain POST (504 once the request timeout is up), or a real upload that stalls
+/// (refused once the body has paused for longer than the idle timeout). Both used to wait for
+/// as long as the client held the connection.
+async fn timeouts_cannot_be_dodged(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let wait = std::time::Duration::from_secs(5);
+    let upgrade = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 100\r\n\r\n"
+    );
+    let status = stalled_request(&app, &upgrade, b"{\"query\":", wait).await;
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.contains(" 504 ") || s.contains(" 408 ") || s.contains(" 400 ")),
+        "{status:?}"
+    );
+
+    let series = app.create_series(&key, json!({})).await;
+    let operations = json!({ "query": UPLOAD, "variables": { "s": series, "f": null } });
+    let mut many = reqwest::multipart::Form::new().text("operations", operations.to_string());
+    for i in 0..20 {
+        many = many.text(format!("extra{i}"), "x");
+    }
+    let (status, body) = post_form(&app, &key, many).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+
+    let mut large = reqwest::multipart::Form::new().text("operations", operations.to_string());
+    for i in 0..3 {
+        large = large.text(format!("pad{i}"), " ".repeat(900 * 1024));
+    }
+    let (status, body) = post_form(&app, &key, large).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(code(&body), "PAYLOAD_TOO_LARGE", "{body}");
+    no_jobs(&app).await;
+}
+
+db_tests!(a_wrong_key_again_costs_no_lookup);
+
+/// A key the database did not know is refused from memory when it comes again: a client
+/// retrying a wrong key costs no statement.
+async fn a_wrong_key_again_costs_no_lookup(app: TestApp) {
+    let wrong = format!("cua_{}", "0".repeat(64));
+    let ask = || async {
+        let (status, body) = app.gql(Some(&wrong), STATUS, json!({})).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+    };
+    ask().await;
+    let before = app.statements();
+    for _ in 0..5 {
+        ask().await;
+    }
+    assert_eq!(
+        app.statements(),
+        before,
+        "a known-wrong key was looked up again"
+    );
+}
+
+crate::db_tests_with!(
+    crate::helpers::Options {
+        anonymous_rate_limit: coupon_upload_api::http::ratelimit::RateLimit {
+            per_second: 0.01,
+            burst: 3.0,
+        },
+        ..Default::default()
+    };
+    work_before_a_key_is_limited_per_address
+);
+
+/// Lookups of uncached keys and anonymous introspection share one bucket per client address:
+/// past it, 429 with `Retry-After` and no statement. A valid key is not held back by it once
+/// it is cached, and anonymous requests meet the same limits as any (one operation only).
+async fn work_before_a_key_is_limited_per_address(app: TestApp) {
+    let key = app.key(1, Permission::Read).await;
+    // The valid key's first lookup takes a token; cached, it takes none after.
+    app.gql_ok(&key, "{ __typename }", json!({})).await;
+    let (status, body) = app
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let random = format!("cua_{}", "1".repeat(64));
+    let (status, _) = app.gql(Some(&random), STATUS, json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let before = app.statements();
+    for k in [
+        format!("cua_{}", "2".repeat(64)),
+        format!("cua_{}", "3".repeat(64)),
+    ] {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&k)
+            .json(&json!({ "query": STATUS }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(res.headers().contains_key("retry-after"));
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(code(&body), "RATE_LIMITED", "{body}");
+    }
+    let (status, body) = app
+        .gql(None, "{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(
+        app.statements(),
+        before,
+        "a limited request reached the database"
+    );
+    app.gql_ok(&key, "{ __typename }", json!({})).await;
+}
+
+db_tests!(anonymous_requests_are_one_operation);
+
+/// Without a key, only a single introspection operation runs: a batch of them is refused.
+async fn anonymous_requests_are_one_operation(app: TestApp) {
+    let q = json!({ "query": "{ __schema { queryType { name } } }" });
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .json(&json!([q, q]))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(code(&body), "UNAUTHENTICATED", "{body}");
+}
+
+db_tests!(staged_rows_of_old_jobs_are_purged);
+
+/// An ended job's staged rows are deleted once past their retention; a recent job's stay,
+/// and so do the old job's coupons, counts and files.
+async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
+    use coupon_upload_api::entity::{coupon, upload_job, upload_row};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, PaginatorTrait, QueryFilter, Set};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let old = app
+        .upload_ok(&key, &series, b"code\nOLD-1\nOLD-2\nOLD-3\n", json!({}))
+        .await;
+    app.wait_job(&key, &old).await;
+    let recent = app
+        .upload_ok(&key, &series, b"code\nNEW-1\nNEW-2\n", json!({}))
+        .await;
+    app.wait_job(&key, &recent).await;
+    let db = app.state.service.db();
+    let staged = |job: i64| async move {
+        upload_row::Entity::find()
+            .filter(upload_row::Column::JobId.eq(job))
+            .count(db)
+            .await
+            .expect("count")
+    };
+    let (old, recent): (i64, i64) = (old.parse().expect("id"), recent.parse().expect("id"));
+    assert_eq!((staged(old).await, staged(recent).await), (3, 2));
+    let mut aged: upload_job::ActiveModel = upload_job::Entity::find_by_id(old)
+        .one(db)
+        .await
+        .expect("db")
+        .expect("job")
+        .into();
+    aged.finished_on = Set(Some(
+        coupon_upload_api::domain::now() - chrono::Duration::days(8),
+    ));
+    aged.update(db).await.expect("age the job");
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    let purged = coupon_upload_api::worker::purge_staged_rows(&app.state.service, week)
+        .await
+        .expect("purge");
+    assert_eq!(purged, 3);
+    assert_eq!((staged(old).await, staged(recent).await), (0, 2));
+    let coupons = coupon::Entity::find()
+        .filter(coupon::Column::UploadJobId.eq(old))
+        .count(db)
+        .await
+        .expect("count");
+    assert_eq!(coupons, 3);
+    let data = app
+        .gql_ok(
+            &key,
+            "query($id: ID!) { uploadJob(jobId: $id) { totalUploadedCount successFileUrl } }",
+            json!({ "id": old.to_string() }),
+        )
+        .await;
+    assert_eq!(data["uploadJob"]["totalUploadedCount"], 3);
+    let success = app.download(&data["uploadJob"]["successFileUrl"]).await;
+    assert!(success.contains("OLD-3"), "{success}");
+    assert_eq!(
+        coupon_upload_api::worker::purge_staged_rows(&app.state.service, week)
+            .await
+            .expect("again"),
+        0
+    );
+}
+
+/// Sends `head` and `body` on a raw connection, then waits (sending nothing more) for the
+/// response's status line; `None` if none came within `wait`.
+async fn stalled_request(
+    app: &TestApp,
+    head: &str,
+    body: &[u8],
+    wait: std::time::Duration,
+) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(body).await.expect("body");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(wait, stream.read(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    text.lines().next().map(str::to_owned)
+}
+
+crate::db_tests_with!(
+    crate::helpers::Options {
+        request_timeout: std::time::Duration::from_millis(500),
+        body_idle_timeout: std::time::Duration::from_millis(800),
+        ..Default::default()
+    };
+    timeouts_cannot_be_dodged
+);
+
+/// A body that stops coming is cut off, whatever the request claims to be: an `Upgrade`
+/// header on a plain POST (504 once the request timeout is up), or a real upload that stalls
+/// (refused once the body has paused for longer than the idle timeout). Both used to wait for
+/// as long as the client held the connection.
+async fn timeouts_cannot_be_dodged(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let wait = std::time::Duration::from_secs(5);
+    let upgrade = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nUpgrade: websocket\r\nConnection: upgrade\r\nContent-Length: 100\r\n\r\n"
+    );
+    let status = stalled_request(&app, &upgrade, b"{\"query\":", wait).await;
+    assert!(
+        status
+            .as_deref()
+            .is_some_and(|s| s.contains(" 504 ") || s.contains(" 408 ") || s.contains(" 400 ")),
+        "{status:?}"
+    );
+
+    let rest_multipart = format!(
+        "GET /coupon/api/v1/upload/getUploadStatus/1 HTTP/1.1\r\nHost: {host}\r\nX-CAP-API-OAUTH-TOKEN: {key}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: 100\r\n\r\n"
+    );
+    let status = stalled_request(&app, &rest_multipart, b"--b\r\n", wait).await;
+    assert!(
+        status.is_some(),
+        "a stalled GET with a multipart type was never answered"
+    );
+
+    let series = app.create_series(&key, json!({})).await;
+    let operations =
+        json!({ "query": UPLOAD, "variables": { "s": series, "f": null } }).to_string();
+    let body = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"operations\"\r\n\r\n{operations}\r\n--b\r\nContent-Disposition: form-data; name=\"map\"\r\n\r\n{{\"0\":[\"variables.f\"]}}\r\n--b\r\nContent-Disposition: form-data; name=\"0\"; filename=\"a.csv\"\r\n\r\ncode\nA-1\n"
+    );
+    let upload = format!(
+        "POST /graphql HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\nContent-Type: multipart/form-data; boundary=b\r\nContent-Length: {}\r\n\r\n",
+        body.len() + 1000
+    );
+    let started = std::time::Instant::now();
+    let status = stalled_request(&app, &upload, body.as_bytes(), wait).await;
+    assert!(
+        status.as_deref().is_some_and(|s| s.contains(" 4")),
+        "{status:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    no_jobs(&app).await;
+}

@@ -45,6 +45,7 @@ pub struct Options {
     pub graphql: coupon_upload_api::graphql::GraphqlLimits,
     pub cors_origins: Vec<String>,
     pub request_timeout: Duration,
+    pub body_idle_timeout: Duration,
     pub ws: coupon_upload_api::http::ws::WsLimits,
     /// Off (0) unless a test sets it.
     pub rate_limit: coupon_upload_api::http::ratelimit::RateLimit,
@@ -63,6 +64,7 @@ impl Default for Options {
             graphql: Default::default(),
             cors_origins: Vec::new(),
             request_timeout: Duration::from_secs(30),
+            body_idle_timeout: Duration::from_secs(30),
             ws: Default::default(),
             rate_limit: coupon_upload_api::http::ratelimit::RateLimit {
                 per_second: 0.0,
@@ -163,9 +165,11 @@ impl TestApp {
             rate_limit: opts.rate_limit.clone(),
             http: HttpSettings {
                 request_timeout: opts.request_timeout,
+                body_idle_timeout: opts.body_idle_timeout,
                 cors_origins: opts.cors_origins.clone(),
                 auth_cache: opts.auth_cache,
                 anonymous_rate_limit: opts.anonymous_rate_limit.clone(),
+                ..Default::default()
             },
             worker: opts.worker.then(|| WorkerConfig {
                 batch_rows: opts.batch_rows,
