@@ -120,6 +120,11 @@ impl App {
         crate::http::router(self.state.clone())
     }
 
+    /// `/metrics` alone, for its own listener (`--metrics-bind`).
+    pub fn metrics_router(&self) -> axum::Router {
+        crate::http::metrics_router(self.state.clone())
+    }
+
     /// After shutdown: waits up to `grace` for the worker to stop at a batch boundary (and
     /// release its lease), then stops the listener.
     pub async fn stopped(self, grace: Duration) {

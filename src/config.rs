@@ -21,6 +21,14 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "BIND", default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
+    /// Serve `/metrics` on this address instead of the API's (for a scraper on a private
+    /// network). Without it and without `--metrics-token`, the API's `/metrics` answers
+    /// loopback clients only.
+    #[arg(long, env = "METRICS_BIND")]
+    pub metrics_bind: Option<SocketAddr>,
+    /// A token `/metrics` requires (`Authorization: Bearer <token>`), wherever it is served.
+    #[arg(long, env = "METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
     /// Folder for uploaded and result files.
     #[arg(long, env = "STORAGE_DIR", default_value = "data/files")]
     pub storage_dir: PathBuf,
@@ -194,6 +202,10 @@ impl ServeArgs {
                 anonymous_rate_limit: crate::http::ratelimit::RateLimit {
                     per_second: self.anonymous_rate_limit_per_second,
                     burst: self.anonymous_rate_limit_burst,
+                },
+                metrics: crate::http::metrics::MetricsAccess {
+                    token: self.metrics_token.clone().filter(|t| !t.is_empty()),
+                    separate: self.metrics_bind.is_some(),
                 },
             },
             worker: (!self.no_worker).then(|| crate::worker::WorkerConfig {

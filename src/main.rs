@@ -259,6 +259,24 @@ async fn serve(url: &str, args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("shutting down");
         stop.cancel();
     });
+    if let Some(addr) = args.metrics_bind {
+        let metrics = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr} for /metrics"))?;
+        tracing::info!(addr = %metrics.local_addr()?, "serving /metrics");
+        let router = app
+            .metrics_router()
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics, router)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = ?e, "the /metrics listener failed");
+            }
+        });
+    }
     let grace = std::time::Duration::from_secs(args.shutdown_grace_secs);
     let deadline = async {
         shutdown.cancelled().await;

@@ -78,6 +78,16 @@ async fn graphql(State(state): State<Shared>, req: Request) -> Response {
         .unwrap_or_default()
         .to_owned();
     let is_get = req.method() == Method::GET;
+    if !is_get && !req.headers().contains_key(axum::http::header::CONTENT_TYPE) {
+        // GraphQL over HTTP: a POST says what its body is.
+        let mut res = AppError::BadUserInput(
+            "a POST needs `Content-Type: application/json` (or multipart/form-data for uploads)"
+                .into(),
+        )
+        .into_response();
+        *res.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+        return res;
+    }
     let peer = super::Peer::of(req.extensions());
     let org = match state.authorize(req.headers(), peer).await {
         Ok(org) => org,
@@ -262,10 +272,31 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
         (false, true) => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE_JSON),
         (false, false) => (StatusCode::OK, GRAPHQL_RESPONSE_JSON),
     };
-    match serde_json::to_vec(&res) {
+    let body = if !legacy && failed {
+        // A request error has no `data` at all in the GraphQL response media type.
+        without_data(&res)
+    } else {
+        serde_json::to_vec(&res)
+    };
+    match body {
         Ok(body) => (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response(),
         Err(e) => AppError::Internal(e.into()).into_response(),
     }
+}
+
+/// The response as JSON with each operation's `data` key removed.
+fn without_data(res: &async_graphql::BatchResponse) -> serde_json::Result<Vec<u8>> {
+    let mut value = serde_json::to_value(res)?;
+    let drop_data = |v: &mut serde_json::Value| {
+        if let Some(map) = v.as_object_mut() {
+            map.remove("data");
+        }
+    };
+    match &mut value {
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_data),
+        other => drop_data(other),
+    }
+    serde_json::to_vec(&value)
 }
 
 /// Reads a (non-multipart) body up to `limit` bytes: past it, `PAYLOAD_TOO_LARGE`, after

@@ -40,6 +40,8 @@ pub struct AppState {
     pub(crate) uploads: UploadLimits,
     pub(crate) limits: GraphqlLimits,
     pub(crate) rate_limiter: ratelimit::RateLimiter,
+    /// Who may read `/metrics`.
+    pub(crate) metrics_access: metrics::MetricsAccess,
     /// Per client address: the work done before a key is known (see `ratelimit`).
     pub(crate) anonymous_limiter: ratelimit::RateLimiter<std::net::IpAddr>,
     pub(crate) ws: ws::WsLimits,
@@ -74,6 +76,8 @@ pub struct HttpSettings {
     /// Per client address, for what is done before a key is known: anonymous introspection
     /// and database lookups of keys that are not cached (wrong keys, mostly).
     pub anonymous_rate_limit: ratelimit::RateLimit,
+    /// Who may read `/metrics`, and where it is served.
+    pub metrics: metrics::MetricsAccess,
 }
 
 impl Default for HttpSettings {
@@ -88,6 +92,7 @@ impl Default for HttpSettings {
                 per_second: 20.0,
                 burst: 100.0,
             },
+            metrics: Default::default(),
         }
     }
 }
@@ -122,6 +127,7 @@ impl AppState {
             cors_origins,
             rate_limiter: ratelimit::RateLimiter::new(rate_limit),
             anonymous_limiter: ratelimit::RateLimiter::new(http.anonymous_rate_limit.clone()),
+            metrics_access: http.metrics.clone(),
             ws,
             ws_counts: Default::default(),
             request_timeout: http.request_timeout,
@@ -270,14 +276,18 @@ fn cors(origins: &[String]) -> CorsLayer {
 /// The whole HTTP API in one place.
 pub fn router(state: AppState) -> Router {
     let cors = cors(&state.cors_origins);
+    let separate_metrics = state.metrics_access.separate;
     let state: Shared = std::sync::Arc::new(state);
-    let routes = Router::new()
+    let mut routes = Router::new()
         .merge(graphql::router())
         .merge(rest::router())
         .merge(files::router())
         .merge(health::router())
-        .route("/metrics", axum::routing::get(metrics::render))
-        .merge(playground::router())
+        .merge(playground::router());
+    if !separate_metrics {
+        routes = routes.route("/metrics", axum::routing::get(metrics::render));
+    }
+    let routes = routes
         // Bodies are limited where they are read (uploads while streaming, JSON before
         // parsing), with coded errors; axum's blanket 2 MB limit would cut uploads short.
         .layer(axum::middleware::from_fn_with_state(
@@ -292,6 +302,16 @@ pub fn router(state: AppState) -> Router {
         .layer(cors)
         .with_state(state);
     edge(routes)
+}
+
+/// `/metrics` alone, for a listener of its own (`--metrics-bind`).
+pub fn metrics_router(state: AppState) -> Router {
+    let state: Shared = std::sync::Arc::new(state);
+    edge(
+        Router::new()
+            .route("/metrics", axum::routing::get(metrics::render))
+            .with_state(state),
+    )
 }
 
 /// What every request passes first and every response last, around the routes and their state.

@@ -55,6 +55,8 @@ pub struct ServiceParts {
     statements: crate::db::StatementCounter,
     /// PostgreSQL: status pages are read in batches (see `status_lane`). Started on first use.
     status_lane: std::sync::OnceLock<status_lane::StatusLane>,
+    /// `/metrics`' figures from the database, reused for a while (see `scrape`).
+    figures: scrape::FiguresCache,
 }
 
 impl std::ops::Deref for Service {
@@ -79,6 +81,7 @@ impl Service {
             keys,
             statements: Default::default(),
             status_lane: Default::default(),
+            figures: Default::default(),
         }))
     }
 

@@ -281,3 +281,77 @@ async fn json_logs_carry_request_ids_and_no_keys() {
     );
     assert!(!text.contains(&key), "the key is never logged");
 }
+
+/// `--metrics-bind` serves `/metrics` on its own address and takes it off the API's;
+/// `--metrics-token` makes every scrape show the token.
+#[tokio::test]
+async fn metrics_on_their_own_address_behind_a_token() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, metrics_port) = (free_port(), free_port());
+    let child = Command::new(BIN)
+        .args([
+            "serve",
+            "--bind",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-bind",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env("METRICS_TOKEN", "scrape-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let _guard = Killed(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.get(format!("{base}/readyz")).send().await.is_err()
+        || client.get(&metrics).send().await.is_err()
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = |r: reqwest::Response| r.status().as_u16();
+    assert_eq!(
+        status(
+            client
+                .get(format!("{base}/metrics"))
+                .send()
+                .await
+                .expect("send")
+        ),
+        404,
+        "not on the API's address"
+    );
+    assert_eq!(
+        status(client.get(&metrics).send().await.expect("send")),
+        401
+    );
+    assert_eq!(
+        status(
+            client
+                .get(&metrics)
+                .bearer_auth("wrong")
+                .send()
+                .await
+                .expect("send")
+        ),
+        401
+    );
+    let res = client
+        .get(&metrics)
+        .bearer_auth("scrape-secret")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), reqwest::StatusCode::OK);
+    assert!(
+        res.text()
+            .await
+            .expect("text")
+            .contains("upload_jobs{status=\"FINISHED\"}")
+    );
+}

@@ -411,3 +411,77 @@ async fn timeouts_cannot_be_dodged(app: TestApp) {
     assert!(started.elapsed() < std::time::Duration::from_secs(4));
     no_jobs(&app).await;
 }
+
+db_tests!(graphql_over_http_shoulds);
+
+/// The GraphQL-over-HTTP spec's SHOULDs: a POST without `Content-Type` is a 4xx, and a request
+/// error (parse, validation) answered as `application/graphql-response+json` has no `data`.
+async fn graphql_over_http_shoulds(app: TestApp) {
+    let key = app.key(1, Permission::Read).await;
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&key)
+        .body(json!({ "query": "{ __typename }" }).to_string())
+        .send()
+        .await
+        .expect("send");
+    assert!(res.status().is_client_error(), "{}", res.status());
+    let body: Value = res.json().await.expect("json");
+    assert_ne!(code(&body), "<none>", "{body}");
+
+    for query in ["{ __typename", "{ noSuchField }"] {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(&key)
+            .header("accept", "application/graphql-response+json")
+            .json(&json!({ "query": query }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = res.json().await.expect("json");
+        assert!(body.get("data").is_none(), "{query}: {body}");
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    }
+    // A field error keeps `data` (it is not a request error).
+    let res = app
+        .client
+        .post(format!("{}/graphql", app.base))
+        .bearer_auth(&key)
+        .header("accept", "application/graphql-response+json")
+        .json(&json!({ "query": "{ uploadStatus(couponSeriesId: \"999\") { id } }" }))
+        .send()
+        .await
+        .expect("send");
+    let body: Value = res.json().await.expect("json");
+    assert!(body.get("data").is_some(), "{body}");
+}
+
+crate::db_tests_with!(
+    crate::helpers::Options { worker: false, ..Default::default() };
+    metrics_figures_are_cached
+);
+
+/// Scrapes within the figures' lifetime send no statement: whoever can reach `/metrics`
+/// cannot make the database count jobs on every request. (No worker: its polling would be
+/// counted.)
+async fn metrics_figures_are_cached(app: TestApp) {
+    let scrape = || async {
+        let res = app
+            .client
+            .get(format!("{}/metrics", app.base))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::OK);
+        res.text().await.expect("text")
+    };
+    scrape().await;
+    let before = app.statements();
+    for _ in 0..5 {
+        assert!(scrape().await.contains("upload_jobs{status=\"FINISHED\"}"));
+    }
+    assert_eq!(app.statements(), before);
+}
