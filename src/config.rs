@@ -72,6 +72,13 @@ pub struct ServeArgs {
     /// coupons, counts and files stay.
     #[arg(long, env = "STAGED_ROW_RETENTION_HOURS", default_value_t = 168)]
     pub staged_row_retention_hours: u64,
+    /// The most bytes one CSV record (row) may take; a file with a longer one ends `ERRORED`.
+    #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 65536)]
+    pub max_record_bytes: u64,
+    /// The most fields one CSV record may have; a row with more is rejected
+    /// (`UNPARSEABLE_ROW`), a header with more ends the job `ERRORED`.
+    #[arg(long, env = "MAX_RECORD_FIELDS", default_value_t = 1024)]
+    pub max_record_fields: usize,
     /// On SIGTERM/SIGINT, how long in-flight requests and the current batch may take.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 20)]
     pub shutdown_grace_secs: u64,
@@ -212,6 +219,10 @@ impl ServeArgs {
                 batch_rows: self.worker_batch_rows.max(1),
                 lease: Duration::from_secs(self.job_lease_secs.max(1)),
                 staged_retention: Duration::from_secs(self.staged_row_retention_hours * 3600),
+                record_limits: crate::ingest::reader::RecordLimits {
+                    max_bytes: self.max_record_bytes.max(1),
+                    max_fields: self.max_record_fields.max(1),
+                },
                 ..Default::default()
             }),
         })

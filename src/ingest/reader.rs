@@ -35,6 +35,29 @@ pub struct ReaderOptions {
     pub code_max_length: usize,
 }
 
+/// Bounds on one record of an upload, so that no file can make the reader allocate more than
+/// a little memory per record (one line of half a gigabyte of commas would otherwise be half a
+/// billion fields).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordLimits {
+    /// The most bytes one record may take in the file (its quoted newlines included).
+    pub max_bytes: u64,
+    /// The most fields one record may have.
+    pub max_fields: usize,
+}
+
+impl Default for RecordLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 64 * 1024,
+            max_fields: 1024,
+        }
+    }
+}
+
+/// The CSV parser's read buffer: the parser may hold this much beyond the record it is on.
+const CSV_BUFFER: u64 = 8 * 1024;
+
 /// One data row, ready to stage.
 ///
 /// `code` and `customer` are filled whenever that cell on its own is valid, even when the row is
@@ -98,14 +121,25 @@ pub enum FileError {
     /// The CSV parser gave up on the file.
     #[error("the file is not valid CSV: {0}")]
     Csv(String),
+    /// A record is longer than [`RecordLimits::max_bytes`]. Past it the record's end cannot be
+    /// found safely (a quote may hold any number of lines), so the file is refused as a whole.
+    #[error("{} is longer than {max_bytes} bytes; is the file a CSV of coupon codes?", row_name(*.row_number))]
+    RecordTooLarge { row_number: i64, max_bytes: u64 },
+    /// The first record (which fixes the columns) has more than [`RecordLimits::max_fields`].
+    #[error("{} has more than {max_fields} columns", row_name(*.row_number))]
+    TooManyColumns { row_number: i64, max_fields: usize },
 }
 
-fn not_utf8_message(row_number: i64) -> String {
-    let place = if row_number == 0 {
+fn row_name(row_number: i64) -> String {
+    if row_number == 0 {
         "the header row".to_owned()
     } else {
         format!("row {row_number}")
-    };
+    }
+}
+
+fn not_utf8_message(row_number: i64) -> String {
+    let place = row_name(row_number);
     format!(
         "the file is not UTF-8 text: {place} has characters in another encoding; save the file \
          as \"CSV UTF-8\" and upload it again"
@@ -145,6 +179,12 @@ struct Input<R> {
     head_pos: usize,
     started: bool,
     saw_nul: bool,
+    /// Bytes handed to the parser (after a BOM).
+    handed: u64,
+    /// The parser may not be handed bytes past this offset (the end of the room a record has).
+    allowed_until: u64,
+    /// A read was refused for passing `allowed_until`.
+    over_limit: bool,
 }
 
 impl<R: Read> Input<R> {
@@ -156,6 +196,9 @@ impl<R: Read> Input<R> {
             head_pos: 0,
             started: false,
             saw_nul: false,
+            handed: 0,
+            allowed_until: u64::MAX,
+            over_limit: false,
         }
     }
 
@@ -184,6 +227,21 @@ impl<R: Read> Input<R> {
 
 impl<R: Read> Read for Input<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let room = self.allowed_until.saturating_sub(self.handed);
+        if room == 0 {
+            self.over_limit = true;
+            return Err(io::Error::other("a record is too large"));
+        }
+        let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let buf = &mut buf[..len];
+        let n = self.read_unlimited(buf)?;
+        self.handed += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read> Input<R> {
+    fn read_unlimited(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if !self.started {
             self.start()?;
         }
@@ -221,6 +279,7 @@ pub struct RowReader<R: Read> {
     next_row: i64,
     /// A fatal error was yielded or the file ended.
     done: bool,
+    limits: RecordLimits,
 }
 
 impl<R: Read> RowReader<R> {
@@ -233,6 +292,15 @@ impl<R: Read> RowReader<R> {
     /// Column options are checked first (they need no input), then the file. For a NOT_TAGGED
     /// upload `customer_identifier_column` is ignored.
     pub fn new(reader: R, opts: ReaderOptions) -> Result<Self, FileError> {
+        Self::with_limits(reader, opts, RecordLimits::default())
+    }
+
+    /// [`RowReader::new`] with other bounds on a record.
+    pub fn with_limits(
+        reader: R,
+        opts: ReaderOptions,
+        limits: RecordLimits,
+    ) -> Result<Self, FileError> {
         let customer_column = match opts.customer_identifier {
             CustomerIdentifierType::NotTagged => None,
             _ => Some(
@@ -255,6 +323,7 @@ impl<R: Read> RowReader<R> {
             .double_quote(true)
             .quoting(true)
             .terminator(csv::Terminator::CRLF)
+            .buffer_capacity(CSV_BUFFER as usize)
             .from_reader(Input::new(reader));
         let mut rows = RowReader {
             csv,
@@ -267,6 +336,7 @@ impl<R: Read> RowReader<R> {
             pending: false,
             next_row: 1,
             done: false,
+            limits,
         };
 
         let first_row_number = if opts.has_header { 0 } else { 1 };
@@ -275,6 +345,12 @@ impl<R: Read> RowReader<R> {
         }
         rows.columns = rows.record.len();
         let columns = rows.columns;
+        if columns > limits.max_fields {
+            return Err(FileError::TooManyColumns {
+                row_number: first_row_number,
+                max_fields: limits.max_fields,
+            });
+        }
         if let Some(index) = customer_column.filter(|&i| i >= columns) {
             return Err(FileError::NoSuchColumn {
                 option: "customerIdentifierColumn",
@@ -311,12 +387,31 @@ impl<R: Read> RowReader<R> {
     /// Reads the next record that is not blank into `self.record`; `Ok(false)` at end of file.
     /// Every field of every record (blank ones included) must be NUL-free UTF-8; `row_number` is
     /// the number reported if this record is not.
+    ///
+    /// A record may take [`RecordLimits::max_bytes`]: the parser is handed no more input than
+    /// that (plus its buffer) past the record's start, so an endless record ends in
+    /// `RecordTooLarge` having cost at most that much memory.
     fn read_record(&mut self, row_number: i64) -> Result<bool, FileError> {
+        let too_large = FileError::RecordTooLarge {
+            row_number,
+            max_bytes: self.limits.max_bytes,
+        };
         loop {
-            let more = self.csv.read_byte_record(&mut self.record)?;
+            let start = self.csv.position().byte();
+            self.csv.get_mut().allowed_until = start
+                .saturating_add(self.limits.max_bytes)
+                .saturating_add(CSV_BUFFER);
+            let read = self.csv.read_byte_record(&mut self.record);
             // Every byte the parser saw went through `Input`, which notes NUL bytes.
             if self.csv.get_ref().saw_nul {
                 return Err(FileError::NotText);
+            }
+            if self.csv.get_ref().over_limit {
+                return Err(too_large);
+            }
+            let more = read?;
+            if self.csv.position().byte() - start > self.limits.max_bytes {
+                return Err(too_large);
             }
             if !more {
                 return Ok(false);
@@ -350,6 +445,15 @@ impl<R: Read> RowReader<R> {
         let mut error = raw_code
             .is_none()
             .then(|| missing("couponCodeColumn", "coupon code", self.code_column));
+        if width > self.limits.max_fields {
+            error = Some(RowError::new(
+                RowErrorCode::UnparseableRow,
+                format!(
+                    "the row has {width} columns, more than the {} a row may have",
+                    self.limits.max_fields
+                ),
+            ));
+        }
         let raw_customer = self.customer_column.map(|i| (i, field(&self.record, i)));
         if let Some((index, None)) = raw_customer {
             error = error.or_else(|| Some(missing("customerIdentifierColumn", "customer", index)));
@@ -442,6 +546,97 @@ mod tests {
 
     fn read_all(input: &[u8], o: ReaderOptions) -> Result<Vec<StagedRow>, FileError> {
         open(input, o)?.collect()
+    }
+
+    /// An endless stream of one byte: a file with no end, and no line end.
+    struct Endless(u8);
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            buf.fill(self.0);
+            Ok(buf.len())
+        }
+    }
+
+    #[test]
+    fn an_endless_record_is_refused_within_its_limit() {
+        for byte in [b',', b'x'] {
+            let mut header = b"code\n".to_vec();
+            header.extend(std::iter::repeat_n(byte, 10));
+            let input = io::Read::chain(Cursor::new(header), Endless(byte));
+            let mut rows = RowReader::new(input, untagged()).expect("header");
+            match rows.next() {
+                Some(Err(FileError::RecordTooLarge {
+                    row_number,
+                    max_bytes,
+                })) => {
+                    assert_eq!((row_number, max_bytes), (1, 64 * 1024));
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(rows.next().is_none());
+        }
+        // A quoted field that never closes, from the first record on.
+        let input = io::Read::chain(Cursor::new(b"\"".to_vec()), Endless(b'a'));
+        assert!(matches!(
+            RowReader::new(input, untagged()).err(),
+            Some(FileError::RecordTooLarge { row_number: 0, .. })
+        ));
+        // Lines of commas under the limit are read, each a record.
+        let limits = RecordLimits {
+            max_bytes: 100,
+            max_fields: 1000,
+        };
+        let mut file = b"code\n".to_vec();
+        file.extend_from_slice(&[b'A'; 99]);
+        file.extend_from_slice(b"\nB\n");
+        let rows: Vec<_> = RowReader::with_limits(Cursor::new(file.clone()), untagged(), limits)
+            .expect("open")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(rows.len(), 2);
+        file.insert(10, b'A');
+        let err = RowReader::with_limits(Cursor::new(file), untagged(), limits)
+            .expect("open")
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            FileError::RecordTooLarge {
+                row_number: 1,
+                max_bytes: 100
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "row 1 is longer than 100 bytes; is the file a CSV of coupon codes?"
+        );
+    }
+
+    #[test]
+    fn too_many_fields_is_a_row_error_or_a_file_error_in_the_header() {
+        let wide = ",".repeat(1500);
+        let file = format!("code\nA{wide}\nB\n");
+        let rows = read_all(file.as_bytes(), untagged()).expect("rows");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(error_code(&rows[0]), Some(RowErrorCode::UnparseableRow));
+        assert!(
+            rows[0]
+                .error
+                .as_ref()
+                .is_some_and(|e| e.message.contains("1501 columns")),
+            "{:?}",
+            rows[0].error
+        );
+        assert_eq!(error_code(&rows[1]), None);
+        let header = format!("code{wide}\nA\n");
+        assert_eq!(
+            open(header.as_bytes(), untagged()).err(),
+            Some(FileError::TooManyColumns {
+                row_number: 0,
+                max_fields: 1024
+            })
+        );
     }
 
     fn codes(rows: &[StagedRow]) -> Vec<(i64, &str)> {
@@ -676,7 +871,24 @@ mod tests {
     fn one_mebibyte_line() {
         let code = "A".repeat(1 << 20);
         let input = format!("code,note\n{code},x\nB2,y\n");
-        let rows = read_all(input.as_bytes(), untagged()).unwrap();
+        // Over the default limit on a record: the file is refused.
+        assert_eq!(
+            read_all(input.as_bytes(), untagged()).unwrap_err(),
+            FileError::RecordTooLarge {
+                row_number: 1,
+                max_bytes: 64 * 1024
+            }
+        );
+        // Within a larger limit: a row with a code that is too long.
+        let limits = RecordLimits {
+            max_bytes: 2 << 20,
+            ..Default::default()
+        };
+        let rows: Vec<StagedRow> =
+            RowReader::with_limits(Cursor::new(input.into_bytes()), untagged(), limits)
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].raw_code.len(), 1 << 20);
         assert_eq!(rows[0].raw_code, code);

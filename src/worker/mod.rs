@@ -63,6 +63,8 @@ pub struct WorkerConfig {
     pub staged_retention: Duration,
     /// How often staged rows past their retention are looked for.
     pub purge_every: Duration,
+    /// Bounds on one record of an uploaded file.
+    pub record_limits: crate::ingest::reader::RecordLimits,
 }
 
 impl Default for WorkerConfig {
@@ -75,6 +77,7 @@ impl Default for WorkerConfig {
             instance: default_instance(),
             staged_retention: Duration::from_secs(7 * 24 * 3600),
             purge_every: Duration::from_secs(600),
+            record_limits: Default::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use super::ctx::{JobCtx, Stop};
 use super::sql::stmt;
 use crate::domain::JobPhase;
-use crate::ingest::reader::{FileError, ReaderOptions, RowReader, StagedRow};
+use crate::ingest::reader::{FileError, ReaderOptions, RecordLimits, RowReader, StagedRow};
 use crate::ingest::seen::SeenCodes;
 
 /// Rows per message from the reader thread; a few messages may be in flight.
@@ -61,7 +61,9 @@ pub async fn stage(ctx: &JobCtx<'_>) -> Result<Result<i64, FileError>, Stop> {
     let (tx, rx) = mpsc::channel::<Batch>(IN_FLIGHT);
     let bridge = tokio_util::io::SyncIoBridge::new(reader);
     let copy_job = (ctx.backend == DbBackend::Postgres).then_some(ctx.job.id);
-    let reading = tokio::task::spawn_blocking(move || read_rows(bridge, opts, copy_job, tx));
+    let limits = ctx.cfg.record_limits;
+    let reading =
+        tokio::task::spawn_blocking(move || read_rows(bridge, opts, limits, copy_job, tx));
     let staged = match ctx.backend {
         DbBackend::Postgres => stage_postgres(ctx, rx).await,
         _ => stage_sqlite(ctx, rx).await,
@@ -76,10 +78,12 @@ pub async fn stage(ctx: &JobCtx<'_>) -> Result<Result<i64, FileError>, Stop> {
 fn read_rows(
     input: impl std::io::Read,
     opts: ReaderOptions,
+    limits: RecordLimits,
     copy_job: Option<i64>,
     tx: mpsc::Sender<Batch>,
 ) {
-    let rows = match RowReader::new(BufReader::with_capacity(256 * 1024, input), opts) {
+    let input = BufReader::with_capacity(256 * 1024, input);
+    let rows = match RowReader::with_limits(input, opts, limits) {
         Ok(rows) => rows,
         Err(e) => {
             let _ = tx.blocking_send(Err(e));

@@ -485,3 +485,38 @@ async fn metrics_figures_are_cached(app: TestApp) {
     }
     assert_eq!(app.statements(), before);
 }
+
+db_tests!(oversized_records_are_bounded);
+
+/// A row longer than 64 KiB (here a line of commas, which would be half a million fields)
+/// ends the job `ERRORED` with the row's number; a row with more than 1,024 fields is one
+/// rejected row and the rest of the file is read.
+async fn oversized_records_are_bounded(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let mut commas = b"code\nA-1\n".to_vec();
+    commas.extend(std::iter::repeat_n(b',', 512 * 1024));
+    commas.extend_from_slice(b"\nA-3\n");
+    let job = app.upload_ok(&key, &series, &commas, json!({})).await;
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "ERRORED", "{j}");
+    assert_eq!(
+        j["errorReason"], "row 2 is longer than 65536 bytes; is the file a CSV of coupon codes?",
+        "{j}"
+    );
+    assert_eq!(j["totalUploadedCount"], 0, "{j}");
+
+    let wide = format!("code\nW-1\nW-2{}\nW-3\n", ",".repeat(2000));
+    let job = app
+        .upload_ok(&key, &series, wide.as_bytes(), json!({}))
+        .await;
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "FINISHED", "{j}");
+    assert_eq!(
+        (j["totalUploadedCount"].as_i64(), j["errorCount"].as_i64()),
+        (Some(2), Some(1))
+    );
+    let errors = app.download(&j["errorFileUrl"]).await;
+    assert!(errors.contains("2,UNPARSEABLE_ROW"), "{errors}");
+    assert!(errors.contains("2001 columns"), "{errors}");
+}
