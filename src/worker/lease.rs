@@ -15,7 +15,13 @@ use crate::service::Service;
 
 /// Claims the oldest job that is unfinished and not leased, skipping series that have a job
 /// in progress elsewhere (one job per series at a time keeps `maxCreate` and per-customer
-/// rules exact). PostgreSQL skips rows other instances are claiming (`SKIP LOCKED`).
+/// rules exact).
+///
+/// That rule must see every other claim: two claims judged on their own snapshots would each
+/// find the series free and take two of its jobs. On PostgreSQL the claim holds a transaction
+/// advisory lock (one per schema) taken before the claiming statement, so that statement's
+/// snapshot includes every claim committed before it; claims are one short statement each, so
+/// serializing them costs little. SQLite has one writer at a time already.
 pub async fn claim(
     service: &Service,
     cfg: &WorkerConfig,
@@ -27,6 +33,13 @@ pub async fn claim(
     } else {
         ""
     };
+    let txn = crate::db::begin_write(db).await?;
+    if backend == DbBackend::Postgres {
+        txn.execute_unprepared(
+            "SELECT pg_advisory_xact_lock(hashtext('coupon-upload-api.claim.' || current_schema()))",
+        )
+        .await?;
+    }
     let now = now_ms();
     let sql = format!(
         "UPDATE upload_job SET upload_status = $5, lease_owner = $1, lease_expires_ms = $2,
@@ -54,7 +67,9 @@ pub async fn claim(
             UploadJobStatus::Started.into(),
         ],
     );
-    let Some(row) = db.query_one_raw(stmt).await? else {
+    let claimed = txn.query_one_raw(stmt).await?;
+    txn.commit().await?;
+    let Some(row) = claimed else {
         return Ok(None);
     };
     let id: i64 = row.try_get("", "id")?;

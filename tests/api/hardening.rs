@@ -520,3 +520,79 @@ async fn oversized_records_are_bounded(app: TestApp) {
     assert!(errors.contains("2,UNPARSEABLE_ROW"), "{errors}");
     assert!(errors.contains("2001 columns"), "{errors}");
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options { worker: false, ..Default::default() };
+    one_job_per_series_across_instances
+);
+
+/// Four workers (four lease owners, as four instances would be) start at once on queued jobs,
+/// several per series, each of which alone would fill the series' `maxCreate`: one job of a
+/// series runs at a time, so each series ends with exactly `maxCreate` coupons. (Judged on
+/// their own snapshots, concurrent claims used to run jobs of one series side by side.)
+async fn one_job_per_series_across_instances(app: TestApp) {
+    use coupon_upload_api::entity::{coupon, coupon_series, upload_job};
+    use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let (series_count, jobs_per_series, room) = (3, 5, 20);
+    let mut all_series = Vec::new();
+    for s in 0..series_count {
+        let series = app.create_series(&key, json!({ "maxCreate": room })).await;
+        for j in 0..jobs_per_series {
+            let mut file = String::from("code\n");
+            for n in 0..room {
+                file.push_str(&format!("S{s}-J{j}-{n}\n"));
+            }
+            app.upload_ok(&key, &series, file.as_bytes(), json!({}))
+                .await;
+        }
+        all_series.push(series.parse::<i64>().expect("id"));
+    }
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    for w in 0..4 {
+        let cfg = coupon_upload_api::worker::WorkerConfig {
+            batch_rows: 3,
+            instance: format!("instance-{w}"),
+            idle_poll: std::time::Duration::from_millis(50),
+            ..Default::default()
+        };
+        coupon_upload_api::worker::spawn(app.state.service.clone(), cfg, shutdown.clone());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while coupon_upload_api::worker::jobs_pending(&app.state.service)
+        .await
+        .expect("pending")
+        > 0
+    {
+        assert!(std::time::Instant::now() < deadline, "jobs did not end");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let db = app.state.service.db();
+    for series in all_series {
+        let coupons = coupon::Entity::find()
+            .filter(coupon::Column::CouponSeriesId.eq(series))
+            .count(db)
+            .await
+            .expect("count");
+        let stored = coupon_series::Entity::find_by_id(series)
+            .one(db)
+            .await
+            .expect("db")
+            .expect("series");
+        let jobs = upload_job::Entity::find()
+            .filter(upload_job::Column::CouponSeriesId.eq(series))
+            .all(db)
+            .await
+            .expect("jobs");
+        assert_eq!(jobs.len(), jobs_per_series);
+        let accepted: i64 = jobs.iter().map(|j| j.total_uploaded_count).sum();
+        let rejected: i64 = jobs.iter().map(|j| j.error_count).sum();
+        assert_eq!(
+            (coupons, stored.num_uploaded_total, accepted),
+            (room as u64, room, room),
+            "series {series}: {jobs:#?}"
+        );
+        assert_eq!(rejected, room * (jobs_per_series as i64 - 1));
+    }
+}
