@@ -202,7 +202,28 @@ impl Service {
             a.code_max_length = Set(check_code_max_length(l)?);
         }
         a.updated_on = Set(now());
-        // `current` was read within the caller's org, so this row is theirs.
-        Ok(a.update(&self.db).await?)
+        // `current` was read within the caller's org, so this row is theirs. The update is
+        // guarded against coupons committed since it was read: a worker commits under the
+        // series' row lock and re-reads `maxCreate` there, so either it sees the new limit or
+        // this sees its coupons.
+        let mut update = coupon_series::Entity::update_many()
+            .set(a)
+            .filter(coupon_series::Column::Id.eq(id))
+            .filter(coupon_series::Column::OrgId.eq(current.org_id));
+        if let Some(m) = changes.max_create.filter(|&m| m >= 0) {
+            update = update.filter(coupon_series::Column::NumUploadedTotal.lte(m));
+        }
+        if update.exec(&self.db).await?.rows_affected == 0 {
+            let now_uploaded = self
+                .coupon_series(org, id)
+                .await?
+                .map_or(0, |s| s.num_uploaded_total);
+            return Err(AppError::BadUserInput(format!(
+                "maxCreate cannot be below the {now_uploaded} coupons already uploaded"
+            )));
+        }
+        self.coupon_series(org, id)
+            .await?
+            .ok_or_else(|| AppError::not_found("coupon series", id))
     }
 }

@@ -59,6 +59,30 @@ async fn commit_batch(
         .ok_or_else(|| Stop::Internal(anyhow::anyhow!("job {} has no coupon ids", j.id)))?;
     let customer_type: Option<CustomerIdentifierType> =
         (ctx.kind != CustomerIdentifierType::NotTagged).then_some(ctx.kind);
+    let series = txn
+        .query_one_raw(ctx.s(sql::LOCK_SERIES, vec![j.coupon_series_id.into()]))
+        .await?
+        .ok_or_else(|| Stop::Internal(anyhow::anyhow!("series {} is gone", j.coupon_series_id)))?;
+    let (max_create, uploaded): (i64, i64) = (
+        series.try_get("", "max_create")?,
+        series.try_get("", "num_uploaded_total")?,
+    );
+    let room = (max_create - uploaded).max(0);
+    if max_create >= 0 && room < to - from + 1 {
+        // `maxCreate` was lowered after judging (or this is the last room): the rows past it
+        // are rejected as if judged so.
+        txn.execute_raw(
+            ctx.s(
+                sql::OVER_ROOM_IN_BATCH,
+                [
+                    vec![j.id.into(), from.into(), to.into(), room.into()],
+                    rejecting(RowErrorCode::MaxCreateExceeded),
+                ]
+                .concat(),
+            ),
+        )
+        .await?;
+    }
     let inserted = txn
         .execute_raw(ctx.s(
             sql::INSERT_COUPONS,

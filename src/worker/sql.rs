@@ -49,6 +49,21 @@ pub const OVER_MAX_CREATE: &str = "
         FROM upload_row WHERE job_id = $1 AND error_code IS NULL) t
       WHERE nth > $2)";
 
+/// The series' room, read under its row lock (this no-op update takes it; it is held until the
+/// batch commits), so a `maxCreate` lowered after judging applies to what is not committed yet.
+pub const LOCK_SERIES: &str = "
+    UPDATE coupon_series SET max_create = max_create WHERE id = $1
+    RETURNING max_create, num_uploaded_total";
+
+/// Valid rows of the batch (`$2`..`$3`) past the room the series has left (`$4`), in order.
+pub const OVER_ROOM_IN_BATCH: &str = "
+    UPDATE upload_row SET error_code = $5, error_message = $6
+    WHERE job_id = $1 AND row_number IN (
+      SELECT row_number FROM (
+        SELECT row_number, ROW_NUMBER() OVER (ORDER BY row_number) AS nth
+        FROM upload_row WHERE job_id = $1 AND row_number BETWEEN $2 AND $3 AND error_code IS NULL) t
+      WHERE nth > $4)";
+
 /// One batch of accepted rows becomes coupons, row `n` as coupon `$8 + n` (the job's reserved
 /// id block). The unique index guards against a code that another job of the org committed
 /// after this one was judged.

@@ -596,3 +596,91 @@ async fn one_job_per_series_across_instances(app: TestApp) {
         assert_eq!(rejected, room * (jobs_per_series as i64 - 1));
     }
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options { worker: false, ..Default::default() };
+    max_create_lowered_during_a_job_holds
+);
+
+/// `maxCreate` lowered after a job was judged (30 rows found room under 100) and before it
+/// commits: the job stores only what the new limit allows, the rest rejected as
+/// `MAX_CREATE_EXCEEDED`, and the series never holds more than its `maxCreate`.
+async fn max_create_lowered_during_a_job_holds(app: TestApp) {
+    use coupon_upload_api::domain::JobPhase;
+    use coupon_upload_api::entity::{coupon, upload_job, upload_row};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, PaginatorTrait, QueryFilter, Set};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({ "maxCreate": 100 })).await;
+    let mut file = String::from("code\n");
+    for n in 1..=30 {
+        file.push_str(&format!("M-{n}\n"));
+    }
+    let job = app
+        .upload_ok(&key, &series, file.as_bytes(), json!({}))
+        .await;
+    let job_id: i64 = job.parse().expect("id");
+    let db = app.state.service.db();
+    // As if staged and judged with room for all 30.
+    for n in 1..=30 {
+        upload_row::ActiveModel {
+            job_id: Set(job_id),
+            row_number: Set(n),
+            raw_code: Set(String::new()),
+            raw_customer: Set(None),
+            code: Set(Some(format!("M-{n}"))),
+            customer: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+            maybe_duplicate: Set(Some(false)),
+        }
+        .insert(db)
+        .await
+        .expect("stage");
+    }
+    let mut j: upload_job::ActiveModel = upload_job::Entity::find_by_id(job_id)
+        .one(db)
+        .await
+        .expect("db")
+        .expect("job")
+        .into();
+    j.phase = Set(JobPhase::Commit);
+    j.actual_row_count = Set(30);
+    j.update(db).await.expect("job");
+    app.gql_ok(
+        &key,
+        "mutation($id: ID!) { updateCouponSeries(id: $id, input: { maxCreate: 10 }) { maxCreate } }",
+        json!({ "id": series }),
+    )
+    .await;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let _guard = shutdown.clone().drop_guard();
+    coupon_upload_api::worker::spawn(app.state.service.clone(), Default::default(), shutdown);
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "FINISHED", "{j}");
+    assert_eq!(
+        (j["totalUploadedCount"].as_i64(), j["errorCount"].as_i64()),
+        (Some(10), Some(20)),
+        "{j}"
+    );
+    let coupons = coupon::Entity::find()
+        .filter(coupon::Column::UploadJobId.eq(job_id))
+        .count(db)
+        .await
+        .expect("count");
+    assert_eq!(coupons, 10);
+    let errors = app.download(&j["errorFileUrl"]).await;
+    assert_eq!(
+        errors.matches("MAX_CREATE_EXCEEDED").count(),
+        20,
+        "{errors}"
+    );
+    // And lowering it below what is stored now is refused.
+    let (_, body) = app
+        .gql(
+            Some(&key),
+            "mutation($id: ID!) { updateCouponSeries(id: $id, input: { maxCreate: 5 }) { maxCreate } }",
+            json!({ "id": series }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+}
