@@ -13,6 +13,9 @@ use crate::service::parse_id;
 
 pub struct SubscriptionRoot;
 
+/// How long a job's subscription waits for an event before it reads the job itself.
+const RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Where a job is in its life: events that would move a job backwards (a late delivery of an
 /// older state) are dropped.
 fn progress(job: &upload_job::Model) -> (u8, i64) {
@@ -100,6 +103,7 @@ impl SubscriptionRoot {
         };
         Ok(futures_util::stream::unfold(state, move |mut st| {
             let rc = rc.clone();
+            let svc = svc.clone();
             async move {
                 if st.done {
                     return None;
@@ -110,10 +114,23 @@ impl SubscriptionRoot {
                         job
                     }
                     None => loop {
-                        match st.rx.recv().await {
-                            Ok(job) if st.accept(&job) => break job,
-                            Ok(_) | Err(RecvError::Lagged(_)) => continue,
-                            Err(RecvError::Closed) => return None,
+                        let job = match tokio::time::timeout(RECHECK, st.rx.recv()).await {
+                            Ok(Ok(job)) => job,
+                            Ok(Err(RecvError::Closed)) => return None,
+                            // Events may have been missed: this receiver fell behind, or a
+                            // notice from another instance was lost while the listener
+                            // reconnected. A job's subscription reads the job as stored, so
+                            // it still sees the final state and ends.
+                            Ok(Err(RecvError::Lagged(_))) | Err(_) => {
+                                let Some(id) = st.job_id else { continue };
+                                match svc.upload_job(&rc.org, id).await {
+                                    Ok(Some(job)) => job,
+                                    _ => continue,
+                                }
+                            }
+                        };
+                        if st.accept(&job) {
+                            break job;
                         }
                     },
                 };

@@ -684,3 +684,50 @@ async fn max_create_lowered_during_a_job_holds(app: TestApp) {
         .await;
     assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options { worker: false, ..Default::default() };
+    a_job_subscription_ends_when_its_last_event_is_lost
+);
+
+/// The job ends without its event reaching this instance (as when the receiver lagged or a
+/// notice from another instance was lost): the job's subscription reads the job itself, sends
+/// its final state and completes.
+async fn a_job_subscription_ends_when_its_last_event_is_lost(app: TestApp) {
+    use crate::subscriptions::{SUB, connect, init, recv, send};
+    use coupon_upload_api::domain::{JobPhase, UploadJobStatus};
+    use coupon_upload_api::entity::upload_job;
+    use sea_orm::{ActiveModelTrait, Set};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let job = app
+        .upload_ok(&key, &series, b"code\nL-1\n", json!({}))
+        .await;
+    let mut ws = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut ws, &key).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": series, "j": job } } })).await;
+    let first = recv(&mut ws).await;
+    assert_eq!(
+        first["payload"]["data"]["uploadJobUpdated"]["uploadStatus"], "STARTED",
+        "{first}"
+    );
+    let db = app.state.service.db();
+    let mut j: upload_job::ActiveModel =
+        upload_job::Entity::find_by_id(job.parse::<i64>().expect("id"))
+            .one(db)
+            .await
+            .expect("db")
+            .expect("job")
+            .into();
+    j.upload_status = Set(UploadJobStatus::Finished);
+    j.phase = Set(JobPhase::Done);
+    j.update(db).await.expect("end the job, no event");
+    let started = std::time::Instant::now();
+    let last = recv(&mut ws).await;
+    assert_eq!(
+        last["payload"]["data"]["uploadJobUpdated"]["uploadStatus"], "FINISHED",
+        "{last}"
+    );
+    assert_eq!(recv(&mut ws).await["type"], "complete");
+    assert!(started.elapsed() < std::time::Duration::from_secs(15));
+}
