@@ -76,19 +76,31 @@ async fn drive(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
     }
 }
 
-/// The job as a whole cannot run: `ERRORED` with the reason, nothing staged kept.
+/// The job as a whole cannot run: `ERRORED` with the reason. A job that committed nothing keeps
+/// nothing staged and counts nothing. One that gave up after committing batches keeps its counts
+/// as committed (they equal its coupons) and its staged rows (purged with the others).
 async fn fail(ctx: &mut JobCtx<'_>, reason: &str) -> Result<(), Stop> {
     let txn = crate::db::begin_write(ctx.service.db()).await?;
-    txn.execute_raw(ctx.s(
-        "DELETE FROM upload_row WHERE job_id = $1",
-        vec![ctx.job.id.into()],
-    ))
-    .await?;
+    let committed = ctx.job.committed_through > 0;
+    if !committed {
+        txn.execute_raw(ctx.s(
+            "DELETE FROM upload_row WHERE job_id = $1",
+            vec![ctx.job.id.into()],
+        ))
+        .await?;
+    }
+    let counts = if committed {
+        ""
+    } else {
+        "actual_row_count = 0, processed_row_count = 0, "
+    };
     let job = ctx
         .update_job(
             &txn,
-            "upload_status = $1, phase = $2, error_reason = $3, actual_row_count = 0, \
-             processed_row_count = 0, finished_on = $4, lease_owner = NULL, lease_expires_ms = NULL",
+            &format!(
+                "upload_status = $1, phase = $2, error_reason = $3, {counts}finished_on = $4, \
+                 lease_owner = NULL, lease_expires_ms = NULL"
+            ),
             vec![
                 UploadJobStatus::Errored.into(),
                 JobPhase::Done.into(),

@@ -113,12 +113,14 @@ pub fn renew_lease(
     })
 }
 
-/// Gives the job back at once (graceful shutdown): it stays `PROCESSING`, free to claim.
+/// Gives the job back at once (graceful shutdown): it stays `PROCESSING`, free to claim. The
+/// claim is not counted as an attempt: only runs that failed count towards giving up.
 pub async fn release(ctx: &JobCtx<'_>) {
     let db = ctx.service.db();
     let r = db
         .execute_raw(ctx.s(
-            "UPDATE upload_job SET lease_owner = NULL, lease_expires_ms = NULL WHERE id = $1 AND lease_owner = $2",
+            "UPDATE upload_job SET lease_owner = NULL, lease_expires_ms = NULL, \
+             attempts = attempts - 1 WHERE id = $1 AND lease_owner = $2",
             vec![ctx.job.id.into(), ctx.cfg.instance.clone().into()],
         ))
         .await;

@@ -731,3 +731,72 @@ async fn a_job_subscription_ends_when_its_last_event_is_lost(app: TestApp) {
     assert_eq!(recv(&mut ws).await["type"], "complete");
     assert!(started.elapsed() < std::time::Duration::from_secs(15));
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options { worker: false, ..Default::default() };
+    only_failed_attempts_count_and_giving_up_keeps_the_truth
+);
+
+/// A worker that stops gracefully mid-job gives the job back without using up an attempt; a job
+/// given up after committing batches ends `ERRORED` with counts equal to its coupons.
+async fn only_failed_attempts_count_and_giving_up_keeps_the_truth(app: TestApp) {
+    use coupon_upload_api::entity::{coupon, upload_job};
+    use sea_orm::{ActiveModelTrait, ColumnTrait, PaginatorTrait, QueryFilter, Set};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let mut file = String::from("code\n");
+    for n in 0..3000 {
+        file.push_str(&format!("G-{n}\n"));
+    }
+    let job = app
+        .upload_ok(&key, &series, file.as_bytes(), json!({}))
+        .await;
+    let job_id: i64 = job.parse().expect("id");
+    let db = app.state.service.db();
+    let read = || async {
+        upload_job::Entity::find_by_id(job_id)
+            .one(db)
+            .await
+            .expect("db")
+            .expect("job")
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let cfg = coupon_upload_api::worker::WorkerConfig {
+        batch_rows: 1,
+        instance: "graceful".into(),
+        ..Default::default()
+    };
+    let worker = coupon_upload_api::worker::spawn(app.state.service.clone(), cfg, stop.clone());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while read().await.committed_through < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job did not start committing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    worker.await.expect("worker stops");
+    let released = read().await;
+    assert_eq!(released.lease_owner, None);
+    assert_eq!(released.attempts, 0, "a graceful release is not an attempt");
+    assert!(released.committed_through < 3000, "stopped mid-job");
+
+    // Given up now (as after repeated failures), with batches committed.
+    let mut a: upload_job::ActiveModel = released.into();
+    a.attempts = Set(99);
+    a.update(db).await.expect("attempts");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _guard = stop.clone().drop_guard();
+    coupon_upload_api::worker::spawn(app.state.service.clone(), Default::default(), stop.clone());
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "ERRORED", "{j}");
+    let coupons = coupon::Entity::find()
+        .filter(coupon::Column::UploadJobId.eq(job_id))
+        .count(db)
+        .await
+        .expect("count");
+    assert!(coupons > 0);
+    assert_eq!(j["totalUploadedCount"].as_u64(), Some(coupons), "{j}");
+    assert_eq!(j["actualRowCount"], 3000, "{j}");
+}
