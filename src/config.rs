@@ -195,6 +195,7 @@ impl ServeArgs {
                 recheck: Duration::from_secs(self.ws_key_recheck_secs.max(1)),
                 init_timeout: Duration::from_secs(self.ws_init_timeout_secs.max(1)),
                 idle_timeout: Duration::from_secs(self.ws_idle_timeout_secs.max(1)),
+                ..Default::default()
             },
             rate_limit: crate::http::ratelimit::RateLimit {
                 per_second: self.rate_limit_per_second,

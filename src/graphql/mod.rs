@@ -3,6 +3,7 @@
 //! errors with `.gql()` so every error carries `extensions.code`.
 
 pub mod compiled;
+pub mod gate;
 mod loaders;
 mod mutation;
 mod query;
@@ -74,6 +75,9 @@ pub fn build_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema 
 pub fn build_ws_schema_with(service: Service, limits: &GraphqlLimits) -> AppSchema {
     builder(service, limits)
         .extension(spans::OperationSpans)
+        .extension(gate::WebSocketChecks {
+            max_aliases: limits.max_aliases,
+        })
         .finish()
 }
 

@@ -470,19 +470,7 @@ impl DocCache {
 
 impl ParsedDoc {
     fn read(doc: ExecutableDocument) -> Self {
-        use async_graphql::parser::types::{OperationType, Selection, SelectionSet};
-        fn aliases(set: &SelectionSet) -> usize {
-            set.items
-                .iter()
-                .map(|sel| match &sel.node {
-                    Selection::Field(f) => {
-                        usize::from(f.node.alias.is_some()) + aliases(&f.node.selection_set.node)
-                    }
-                    Selection::InlineFragment(i) => aliases(&i.node.selection_set.node),
-                    Selection::FragmentSpread(_) => 0,
-                })
-                .sum()
-        }
+        use async_graphql::parser::types::{OperationType, Selection};
         let ops = || doc.operations.iter();
         Self {
             plan: StatusPlan::compile(&doc),
@@ -490,14 +478,7 @@ impl ParsedDoc {
             first_name: ops()
                 .next()
                 .and_then(|(name, _)| name.map(|n| n.to_string())),
-            aliases: ops()
-                .map(|(_, op)| aliases(&op.node.selection_set.node))
-                .sum::<usize>()
-                + doc
-                    .fragments
-                    .values()
-                    .map(|f| aliases(&f.node.selection_set.node))
-                    .sum::<usize>(),
+            aliases: crate::graphql::gate::count_aliases(&doc),
             has_mutation: ops().any(|(_, op)| op.node.ty == OperationType::Mutation),
             introspection_only: ops().all(|(_, op)| {
                 op.node

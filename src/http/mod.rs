@@ -46,6 +46,8 @@ pub struct AppState {
     pub(crate) anonymous_limiter: ratelimit::RateLimiter<std::net::IpAddr>,
     pub(crate) ws: ws::WsLimits,
     ws_counts: ws::WsCounts,
+    /// Sockets upgraded and not yet authenticated.
+    ws_unauthenticated: std::sync::Arc<ws::Unauthenticated>,
     /// Longest a request may take to its response (uploads excepted).
     pub(crate) request_timeout: std::time::Duration,
     /// Longest an upload may take to its response.
@@ -130,6 +132,7 @@ impl AppState {
             metrics_access: http.metrics.clone(),
             ws,
             ws_counts: Default::default(),
+            ws_unauthenticated: Default::default(),
             request_timeout: http.request_timeout,
             upload_timeout: http.upload_timeout,
             body_idle_timeout: http.body_idle_timeout,

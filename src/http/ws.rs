@@ -36,6 +36,15 @@ pub struct WsLimits {
     /// A socket that has not sent `connection_init` by then is closed (4408), so idle
     /// unauthenticated sockets do not pile up.
     pub init_timeout: Duration,
+    /// The largest message (and frame) a client may send; a larger one closes the socket with
+    /// 1009 before it is parsed.
+    pub max_message_bytes: usize,
+    /// Sockets not yet authenticated, per client address and in all; past either the upgrade
+    /// is refused with 429.
+    pub max_unauthenticated_per_ip: usize,
+    pub max_unauthenticated: usize,
+    /// Operations one socket may have in flight; past it the socket closes with 4429.
+    pub max_operations: usize,
 }
 
 impl Default for WsLimits {
@@ -45,6 +54,54 @@ impl Default for WsLimits {
             recheck: Duration::from_secs(30),
             init_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(300),
+            max_message_bytes: 64 * 1024,
+            max_unauthenticated_per_ip: 16,
+            max_unauthenticated: 1024,
+            max_operations: 100,
+        }
+    }
+}
+
+/// Sockets upgraded but not yet authenticated, by client address.
+#[derive(Default)]
+pub struct Unauthenticated {
+    by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+}
+
+/// A socket's place among the unauthenticated ones; given back when it authenticates or ends.
+pub struct Pending {
+    of: Arc<Unauthenticated>,
+    ip: std::net::IpAddr,
+}
+
+impl Unauthenticated {
+    /// A place for a socket from `ip`, if neither its address nor the server is at its limit.
+    pub fn take(this: &Arc<Self>, ip: std::net::IpAddr, limits: &WsLimits) -> Option<Pending> {
+        let mut by_ip = this.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = by_ip.values().sum();
+        let mine = by_ip.entry(ip).or_default();
+        if *mine >= limits.max_unauthenticated_per_ip || total >= limits.max_unauthenticated {
+            if *mine == 0 {
+                by_ip.remove(&ip);
+            }
+            return None;
+        }
+        *mine += 1;
+        Some(Pending {
+            of: this.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        let mut by_ip = self.of.by_ip.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
         }
     }
 }
@@ -88,6 +145,10 @@ impl Drop for WsSlot {
 struct Activity {
     operations: std::collections::HashSet<String>,
     last: std::time::Instant,
+    /// Messages the client sent.
+    received: u64,
+    /// The client sent a message or frame over the size limit.
+    too_large: bool,
 }
 
 impl Activity {
@@ -95,6 +156,8 @@ impl Activity {
         Self {
             operations: Default::default(),
             last: std::time::Instant::now(),
+            received: 0,
+            too_large: false,
         }
     }
 
@@ -108,6 +171,7 @@ impl Activity {
 
     fn client_message(&mut self, bytes: &[u8]) {
         self.last = std::time::Instant::now();
+        self.received += 1;
         match Self::message(bytes) {
             Some((t, id)) if t == "subscribe" || t == "start" => {
                 self.operations.insert(id);
@@ -176,17 +240,46 @@ pub fn upgrade(
     ws: WebSocketUpgrade,
     peer: super::Peer,
 ) -> Response {
+    use axum::response::IntoResponse;
+    let Some(pending) = Unauthenticated::take(&state.ws_unauthenticated, peer.0, &state.ws) else {
+        return AppError::RateLimited {
+            retry_after_secs: 1,
+        }
+        .into_response();
+    };
     ws.protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| serve(socket, state, protocol, peer))
+        .max_message_size(state.ws.max_message_bytes)
+        .max_frame_size(state.ws.max_message_bytes)
+        .on_upgrade(move |socket| serve(socket, state, protocol, peer, pending))
 }
 
-async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols, peer: super::Peer) {
+async fn serve(
+    socket: WebSocket,
+    state: Shared,
+    protocol: WebSocketProtocols,
+    peer: super::Peer,
+    pending: Pending,
+) {
     let (mut sink, stream) = socket.split();
     // Idle tracking: the operations in flight and the time of the last message either way.
     let activity: Arc<Mutex<Activity>> = Arc::new(Mutex::new(Activity::new()));
     let seen = activity.clone();
+    let failed = activity.clone();
+    let over = activity.clone();
+    let max_operations = state.ws.max_operations;
     let input = stream
-        .take_while(|m| futures_util::future::ready(m.is_ok()))
+        .take_while(move |m| {
+            if let Err(e) = m {
+                // The size limits end the stream with a capacity error, before parsing.
+                let text = e.to_string();
+                if (text.contains("too long") || text.contains("Space limit"))
+                    && let Ok(mut a) = failed.lock()
+                {
+                    a.too_large = true;
+                }
+            }
+            futures_util::future::ready(m.is_ok())
+        })
         .filter_map(|m| {
             futures_util::future::ready(match m {
                 Ok(Message::Text(t)) => Some(t.as_str().as_bytes().to_vec()),
@@ -198,13 +291,21 @@ async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols, p
             if let Ok(mut a) = seen.lock() {
                 a.client_message(bytes);
             }
+        })
+        // Past the cap on operations in flight the input ends, and the socket closes (4429).
+        .take_while(move |_| {
+            let n = over.lock().map(|a| a.operations.len()).unwrap_or(0);
+            futures_util::future::ready(n <= max_operations)
         });
+    let pending: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(Some(pending)));
+    let authenticated = pending.clone();
     // Set by the init callback: the close code to use instead of the library's (4403 for a bad
     // key, 4429 for too many connections), and the key, re-checked while the socket is open.
     let close_code: Arc<Mutex<Option<u16>>> = Arc::default();
     let key_id: Arc<Mutex<Option<i64>>> = Arc::default();
     let slot: Arc<Mutex<Option<WsSlot>>> = Arc::default();
     let limiter = state.clone();
+    let gate_state = state.clone();
     let (service, limits, counts) = (
         state.service.clone(),
         state.ws.clone(),
@@ -240,7 +341,18 @@ async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols, p
             *k = Some(org.api_key_id);
             *s = Some(taken);
         }
+        if let Ok(mut p) = authenticated.lock() {
+            // No longer among the unauthenticated.
+            p.take();
+        }
         let mut data = Data::default();
+        let (gate_state, key) = (gate_state.clone(), org.api_key_id);
+        data.insert(crate::graphql::gate::OperationGate(Arc::new(move || {
+            gate_state
+                .rate_limiter
+                .check(&key)
+                .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })
+        })));
         data.insert(RequestContext::new(service.clone(), org));
         Ok(data)
     };
@@ -270,7 +382,18 @@ async fn serve(socket: WebSocket, state: Shared, protocol: WebSocketProtocols, p
                     return;
                 }
                 None => {
-                    let _ = sink.send(Message::Close(None)).await;
+                    let (too_large, operations) = activity
+                        .lock()
+                        .map(|a| (a.too_large, a.operations.len()))
+                        .unwrap_or_default();
+                    let frame = if too_large {
+                        Some(CloseFrame { code: 1009, reason: "message too big".into() })
+                    } else if operations > state.ws.max_operations {
+                        Some(CloseFrame { code: 4429, reason: "too many operations in flight".into() })
+                    } else {
+                        None
+                    };
+                    let _ = sink.send(Message::Close(frame)).await;
                     return;
                 }
             },

@@ -800,3 +800,101 @@ async fn only_failed_attempts_count_and_giving_up_keeps_the_truth(app: TestApp) 
     assert_eq!(j["totalUploadedCount"].as_u64(), Some(coupons), "{j}");
     assert_eq!(j["actualRowCount"], 3000, "{j}");
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options {
+        ws: coupon_upload_api::http::ws::WsLimits {
+            max_unauthenticated_per_ip: 2,
+            max_operations: 2,
+            ..Default::default()
+        },
+        graphql: coupon_upload_api::graphql::GraphqlLimits { max_aliases: 3, ..Default::default() },
+        ..Default::default()
+    };
+    websocket_doors_are_bounded
+);
+
+/// WebSocket: a message over 64 KiB closes the socket with 1009 before it is parsed; sockets
+/// that have not authenticated are capped per address (the upgrade is refused with 429); an
+/// operation meets the alias limit, mutations are refused, and a socket's operations in flight
+/// are capped (4429).
+async fn websocket_doors_are_bounded(app: TestApp) {
+    use crate::subscriptions::{SUB, connect, init, recv, send};
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+
+    let mut big = connect(&app.base, "graphql-transport-ws").await;
+    let huge = format!(
+        "{{\"type\":\"connection_init\",\"payload\":{{\"x\":\"{}\"}}}}",
+        "a".repeat(100 * 1024)
+    );
+    big.send(Message::Text(huge.into())).await.expect("send");
+    assert_eq!(recv(&mut big).await["close"], 1009);
+
+    // Two sockets may wait unauthenticated; a third from the same address is refused.
+    let mut a = connect(&app.base, "graphql-transport-ws").await;
+    let _b = connect(&app.base, "graphql-transport-ws").await;
+    let url = app.base.replacen("http://", "ws://", 1) + "/graphql";
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        url.as_str(),
+    )
+    .expect("req");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("h"),
+    );
+    match tokio_tungstenite::connect_async(req.clone()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => assert_eq!(res.status(), 429),
+        other => panic!(
+            "a third unauthenticated socket was accepted: {:?}",
+            other.map(|_| ())
+        ),
+    }
+    // Once one has authenticated, there is room again.
+    init(&mut a, &key).await;
+    let mut c = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("room again")
+        .0;
+    init(&mut c, &key).await;
+
+    // An operation's refusal: its first error, then `complete`.
+    async fn refusal(ws: &mut crate::subscriptions::Ws) -> Value {
+        let m = recv(ws).await;
+        let error = m["payload"]["errors"][0].clone();
+        assert!(error.is_object(), "{m}");
+        assert!(m["payload"]["data"].is_null(), "{m}");
+        assert_eq!(recv(ws).await["type"], "complete");
+        error
+    }
+    send(&mut a, json!({ "id": "m", "type": "subscribe", "payload": { "query": "mutation { createCouponSeries(input: { name: \"ws\" }) { id } }" } })).await;
+    let error = refusal(&mut a).await;
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("POST")),
+        "{error}"
+    );
+    send(&mut a, json!({ "id": "x", "type": "subscribe", "payload": { "query": "{ a: __typename b: __typename c: __typename d: __typename }" } })).await;
+    let error = refusal(&mut a).await;
+    assert!(
+        error["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("aliases")),
+        "{error}"
+    );
+
+    for id in ["1", "2", "3"] {
+        send(&mut a, json!({ "id": id, "type": "subscribe", "payload": { "query": SUB, "variables": { "s": series } } })).await;
+    }
+    let closed = loop {
+        let m = recv(&mut a).await;
+        if m.get("close").is_some() {
+            break m;
+        }
+    };
+    assert_eq!(closed["close"], 4429, "{closed}");
+}

@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::db_tests;
 use crate::helpers::TestApp;
 
-type Ws =
+pub type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 db_tests!(
@@ -258,7 +258,7 @@ async fn mine_writer(app: &TestApp) -> String {
 // WebSocket limits: connections per key, and revoked keys lose their open sockets.
 crate::db_tests_with!(
     Options {
-        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200), init_timeout: std::time::Duration::from_millis(500), idle_timeout: std::time::Duration::from_secs(60) },
+        ws: coupon_upload_api::http::ws::WsLimits { max_per_key: 2, recheck: std::time::Duration::from_millis(200), init_timeout: std::time::Duration::from_millis(500), idle_timeout: std::time::Duration::from_secs(60), ..Default::default() },
         ..Default::default()
     };
     sockets_are_limited_per_key_and_closed_on_revocation
