@@ -18,6 +18,40 @@ pub fn stmt(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
 }
 
+/// The error says the connection is gone, not that the statement failed: I/O, a broken
+/// protocol, or the server ending the session (SQLSTATE class 08, connection exception, or
+/// 57P0x: administrator or crash shutdown, e.g. a restart or `pg_terminate_backend`).
+pub fn connection_lost(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    match e {
+        Error::Io(_) | Error::Protocol(_) => true,
+        Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+        _ => false,
+    }
+}
+
+/// The database could not be reached (no connection to be had, or it was lost), as opposed to
+/// a statement that failed: the request may succeed once the database is back.
+pub fn unreachable(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match e {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => match r {
+            RuntimeErr::SqlxError(s) => {
+                connection_lost(s)
+                    || matches!(
+                        **s,
+                        sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed
+                    )
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
 /// Counts every SQL statement the service sends (sea-orm's metric callback). Exposed for
 /// metrics, and used by the tests that pin how many statements a query costs.
 #[derive(Clone, Default, Debug)]

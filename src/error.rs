@@ -33,6 +33,9 @@ pub enum AppError {
     Timeout(std::time::Duration),
     #[error("too many requests for this API key; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// The database cannot be reached: the request may succeed when it is back.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error")]
     Internal(#[from] anyhow::Error),
 }
@@ -49,6 +52,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Timeout(_) => "TIMEOUT",
+            AppError::Unavailable(_) => "UNAVAILABLE",
             AppError::Internal(_) => "INTERNAL",
         }
     }
@@ -62,6 +66,7 @@ impl AppError {
             AppError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -91,6 +96,12 @@ impl std::fmt::Debug for AppError {
 
 impl From<sea_orm::DbErr> for AppError {
     fn from(e: sea_orm::DbErr) -> Self {
+        if crate::db::unreachable(&e) {
+            tracing::warn!(error = %e, "the database is unreachable");
+            return AppError::Unavailable(
+                "the database is unavailable; retry in a few seconds".into(),
+            );
+        }
         AppError::Internal(anyhow::Error::new(e).context("database"))
     }
 }

@@ -63,9 +63,16 @@ impl IntoResponse for Shaped {
             res.headers_mut()
                 .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let AppError::RateLimited { retry_after_secs } = e {
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match e {
+            AppError::RateLimited { retry_after_secs } => {
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            AppError::Unavailable(_) => {
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("2"));
+            }
+            _ => {}
         }
         res
     }

@@ -267,6 +267,17 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
     };
     let all = responses(&res);
     let failed = !all.is_empty() && all.iter().all(request_error);
+    // The database is down and nothing could be answered: 503, as the other doors say it.
+    let unavailable = !all.is_empty()
+        && all.iter().all(|r| {
+            !r.errors.is_empty()
+                && r.errors.iter().all(|e| {
+                    e.extensions
+                        .as_ref()
+                        .and_then(|x| x.get("code"))
+                        .is_some_and(|c| *c == async_graphql::Value::from("UNAVAILABLE"))
+                })
+        });
     let (status, media) = match (legacy, failed) {
         (true, _) => (StatusCode::OK, "application/json"),
         (false, true) => (StatusCode::BAD_REQUEST, GRAPHQL_RESPONSE_JSON),
@@ -278,8 +289,23 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
     } else {
         serde_json::to_vec(&res)
     };
+    let (status, retry) = if unavailable {
+        (StatusCode::SERVICE_UNAVAILABLE, Some("2"))
+    } else {
+        (status, None)
+    };
     match body {
-        Ok(body) => (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response(),
+        Ok(body) => {
+            let mut res =
+                (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response();
+            if let Some(secs) = retry {
+                res.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    HeaderValue::from_static(secs),
+                );
+            }
+            res
+        }
         Err(e) => AppError::Internal(e.into()).into_response(),
     }
 }

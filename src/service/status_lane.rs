@@ -24,7 +24,7 @@ use sea_orm::sqlx::{self, Connection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::status_page::{Found, JobWithAudience};
-use crate::db::StatementCounter;
+use crate::db::{StatementCounter, connection_lost};
 use crate::domain::{
     AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType, JobPhase,
     UploadJobStatus,
@@ -96,6 +96,15 @@ impl StatusLane {
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the status lane has stopped")))?;
         match answer.await {
             Ok(Ok(rows)) => Ok(rows),
+            Ok(Err(e))
+                if connection_lost(&e)
+                    || matches!(*e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) =>
+            {
+                tracing::warn!(error = %e, "the database is unreachable");
+                Err(AppError::Unavailable(
+                    "the database is unavailable; retry in a few seconds".into(),
+                ))
+            }
             Ok(Err(e)) => Err(AppError::Internal(anyhow::anyhow!(
                 "reading upload status: {e}"
             ))),
@@ -440,17 +449,4 @@ async fn connect(pool: &PgPool) -> Result<PgConnection, sqlx::Error> {
         .execute(&mut c)
         .await?;
     Ok(c)
-}
-
-/// The error says the connection is gone, not that the statement failed: I/O, a broken
-/// protocol, or the server ending the session (SQLSTATE class 08, connection exception, or
-/// 57P0x: administrator or crash shutdown, e.g. a restart or `pg_terminate_backend`).
-fn connection_lost(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
-        sqlx::Error::Database(d) => d
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
-        _ => false,
-    }
 }

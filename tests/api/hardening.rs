@@ -898,3 +898,49 @@ async fn websocket_doors_are_bounded(app: TestApp) {
     };
     assert_eq!(closed["close"], 4429, "{closed}");
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options { worker: false, ..Default::default() };
+    a_database_that_is_gone_is_a_coded_503
+);
+
+/// With the database gone (here: the pool closed), every door answers 503 `UNAVAILABLE` with
+/// `Retry-After`, not 500 `INTERNAL`, and `/readyz` says so.
+async fn a_database_that_is_gone_is_a_coded_503(app: TestApp) {
+    let key = app.key(1, Permission::Read).await;
+    let fresh = app.key(1, Permission::Read).await;
+    // Cached, so it passes authentication without the database.
+    app.gql_ok(&key, "{ couponSeriesList { totalCount } }", json!({}))
+        .await;
+    app.state
+        .service
+        .db()
+        .close_by_ref()
+        .await
+        .expect("close the pool");
+    for k in [&key, &fresh] {
+        let res = app
+            .client
+            .post(format!("{}/graphql", app.base))
+            .bearer_auth(k)
+            .json(&json!({ "query": "{ couponSeriesList { totalCount } }" }))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(res.headers().contains_key("retry-after"));
+        let body: Value = res.json().await.expect("json");
+        assert_eq!(code(&body), "UNAVAILABLE", "{body}");
+    }
+    let (status, body) = app
+        .rest_get("/coupon/api/v1/upload/getUploadStatus/1", Some(&key))
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let ready = app
+        .client
+        .get(format!("{}/readyz", app.base))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
