@@ -123,6 +123,15 @@ async fn revoked_keys_stop_working_at_once(app: TestApp) {
         .list_api_keys(Some(ORG_A))
         .await
         .expect("list");
+    // Exactly the org's two keys (the revoked one and `other`), so the check below is not
+    // vacuous.
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .any(|k| k.id == made.record.id && k.revoked_on == revoked.revoked_on),
+        "the revoked key is listed, revoked: {listed:?}"
+    );
     assert!(
         listed
             .iter()

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use coupon_upload_api::domain::{JobPhase, UploadJobStatus};
+use coupon_upload_api::entity::upload_job;
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, Statement};
 use serde_json::{Value, json};
 
 use crate::helpers::postgres_url;
@@ -174,6 +176,15 @@ async fn upload(server: &Server, key: &str) -> String {
         .to_string()
 }
 
+/// The job's row as stored.
+async fn stored_job(db: &DatabaseConnection, id: i64) -> upload_job::Model {
+    upload_job::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .expect("read job")
+        .expect("job row")
+}
+
 async fn wait_end(server: &Server, key: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
@@ -280,14 +291,35 @@ async fn crash_run(db_url: &str, dir: &Path) -> (Outcome, DatabaseConnection, St
         ],
     );
     let a = start(db_url, dir).await;
+    let db = Database::connect(db_url).await.expect("db");
     let id = upload(&a, &key).await;
-    // Kill 1: right away, while the file is being staged.
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let first = job(&a.base, &key, &id).await;
+    let job_id: i64 = id.parse().expect("job id");
+    // Kill 1: while the file is being staged, i.e. once a worker holds the job's lease in
+    // phase STAGE (staging ends in one transaction that moves the job to JUDGE).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let j = stored_job(&db, job_id).await;
+        if j.upload_status == UploadJobStatus::Processing
+            && j.phase == JobPhase::Stage
+            && j.lease_owner.is_some()
+        {
+            break;
+        }
+        assert_eq!(j.phase, JobPhase::Stage, "staged before the kill: {j:?}");
+        assert!(Instant::now() < deadline, "staging did not start: {j:?}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     drop(a);
-    assert_ne!(
-        first["uploadStatus"], "FINISHED",
-        "killed too late: {first}"
+    // As the kill left it: claimed, leased, still staging.
+    let first = stored_job(&db, job_id).await;
+    assert_eq!(
+        (first.upload_status, first.phase),
+        (UploadJobStatus::Processing, JobPhase::Stage),
+        "killed while staging: {first:?}"
+    );
+    assert!(
+        first.lease_owner.is_some() && first.lease_expires_ms.is_some(),
+        "killed holding the lease: {first:?}"
     );
 
     // Kill 2: in the middle of committing batches.
@@ -315,7 +347,6 @@ async fn crash_run(db_url: &str, dir: &Path) -> (Outcome, DatabaseConnection, St
     let c = start(db_url, dir).await;
     let j = wait_end(&c, &key, &id).await;
     let o = outcome(&c, &key, &id, j).await;
-    let db = Database::connect(db_url).await.expect("db");
     (o, db, id)
 }
 

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::db_tests;
-use crate::fixtures::{ORG_A, seed};
+use crate::fixtures::{ORG_A, ORG_B, seed};
 use crate::helpers::{TestApp, code};
 
 db_tests!(
@@ -271,17 +271,38 @@ async fn graphql_over_http_media_types_and_status_codes(app: TestApp) {
                 .starts_with("application/json")
         );
     }
-    // A field error is still a 200: the request was valid.
-    let res = post(
-        format!(
-            "{{ uploadStatus(couponSeriesId: \"{}\") {{ orgId }} }}",
-            f.other_series
-        ),
-        gr,
-    )
-    .await
-    .expect("send");
+    // A field error is still a 200: the request was valid. The other org's series is
+    // NOT_FOUND, and nothing of it is in the answer.
+    let other_status = format!(
+        "{{ uploadStatus(couponSeriesId: \"{}\") {{ orgId couponSeriesId }} }}",
+        f.other_series
+    );
+    let res = post(other_status.clone(), gr).await.expect("send");
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["content-type"], gr);
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["uploadStatus"]), "{body}");
+    assert_eq!(body["data"], Value::Null, "no data of org 2: {body}");
+    // The same request by the series' own org does return it.
+    let owner = app.key(ORG_B, Permission::Read).await;
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(&owner)
+        .header("Accept", gr)
+        .json(&json!({ "query": other_status }))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    let body: Value = res.json().await.expect("json");
+    assert!(body.get("errors").is_none(), "{body}");
+    assert_eq!(
+        body["data"]["uploadStatus"],
+        json!({ "orgId": ORG_B.to_string(), "couponSeriesId": f.other_series.to_string() }),
+        "{body}"
+    );
     // Mutations over GET: 405, nothing done.
     let m = "mutation { createCouponSeries(input: { name: \"via GET\" }) { id } }";
     let res = app

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use coupon_upload_api::domain::Permission;
+use coupon_upload_api::entity::upload_job;
 use futures_util::{SinkExt, StreamExt};
+use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -241,14 +243,75 @@ async fn other_orgs_series_are_not_found(app: TestApp) {
         "{m}"
     );
     assert_eq!(recv(&mut ws).await["type"], "complete");
-    // A job of theirs does not leak into a subscription of mine either.
-    let own = app.create_series(&mine_writer(&app).await, json!({})).await;
-    send(&mut ws, json!({ "id": "2", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": own } } })).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nor can I subscribe to a job of theirs through a series of mine.
+    let writer = mine_writer(&app).await;
+    let own = app.create_series(&writer, json!({})).await;
+    let their_job = app.upload_ok(&theirs, &foreign, &codes(3), json!({})).await;
+    send(&mut ws, json!({ "id": "2", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": own, "j": their_job } } })).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(m["type"], "next", "{m}");
+    assert_eq!(m["id"], "2", "{m}");
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{m}"
+    );
+    assert_eq!(m["payload"]["data"], Value::Null, "{m}");
+    assert_eq!(recv(&mut ws).await["type"], "complete");
+
+    // A live subscription of mine hears nothing of theirs: not their jobs, and not an event of
+    // theirs that carries the very series id I subscribed to (only the org check stops that).
+    send(&mut ws, json!({ "id": "3", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": own } } })).await;
+    // Until an event of mine arrives, the subscription may not be live yet.
+    let warm_up = app.upload_ok(&writer, &own, &codes(1), json!({})).await;
+    until_finished(&mut ws, "3", &warm_up).await;
+    // Their job runs while my subscription is live, and they do hear it.
     let job = app.upload_ok(&theirs, &foreign, &codes(5), json!({})).await;
-    app.wait_job(&theirs, &job).await;
-    let quiet = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
-    assert!(quiet.is_err(), "no event from org 2: {quiet:?}");
+    let mut their_ws = connect(&app.base, "graphql-transport-ws").await;
+    init(&mut their_ws, &theirs).await;
+    send(&mut their_ws, json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": foreign, "j": job } } })).await;
+    let mut last = Value::Null;
+    loop {
+        let m = recv(&mut their_ws).await;
+        match m["type"].as_str() {
+            Some("next") => {
+                last = m["payload"]["data"]["uploadJobUpdated"].clone();
+                assert_eq!(last["jobId"], job.as_str(), "{m}");
+            }
+            Some("complete") => break,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!(last["uploadStatus"], "FINISHED", "{last}");
+    // Their finished job, published as if it were on my series: org 2's, same series id.
+    let their_row = upload_job::Entity::find_by_id(job.parse::<i64>().expect("job id"))
+        .one(app.state.service.db())
+        .await
+        .expect("job row")
+        .expect("their job");
+    assert_eq!(their_row.org_id, 2);
+    let forged = upload_job::Model {
+        coupon_series_id: own.parse().expect("series id"),
+        ..their_row
+    };
+    app.state.service.events().publish(&forged).await;
+    let mine_next = app.upload_ok(&writer, &own, &codes(2), json!({})).await;
+    // Events reach every subscriber in the order they were published: had anything of theirs
+    // been let through, it would come before my job's events.
+    until_finished(&mut ws, "3", &mine_next).await;
+}
+
+/// Reads subscription `id`'s events until job `job` is FINISHED; every event must be of `job`.
+async fn until_finished(ws: &mut Ws, id: &str, job: &str) {
+    loop {
+        let m = recv(ws).await;
+        assert_eq!(m["type"], "next", "{m}");
+        assert_eq!(m["id"], id, "{m}");
+        let j = &m["payload"]["data"]["uploadJobUpdated"];
+        assert_eq!(j["jobId"], job, "nothing but my job {job}: {m}");
+        if j["uploadStatus"] == "FINISHED" {
+            return;
+        }
+    }
 }
 
 async fn mine_writer(app: &TestApp) -> String {
