@@ -39,17 +39,17 @@ pub fn unreachable(e: &sea_orm::DbErr) -> bool {
     match e {
         DbErr::ConnectionAcquire(_) => true,
         DbErr::Conn(r) | DbErr::Exec(r) | DbErr::Query(r) => match r {
-            RuntimeErr::SqlxError(s) => {
-                connection_lost(s)
-                    || matches!(
-                        **s,
-                        sea_orm::sqlx::Error::PoolTimedOut | sea_orm::sqlx::Error::PoolClosed
-                    )
-            }
+            RuntimeErr::SqlxError(s) => sqlx_unreachable(s),
             _ => false,
         },
         _ => false,
     }
+}
+
+/// [`unreachable`] for an error of sqlx itself (the status lane's connections).
+pub fn sqlx_unreachable(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    connection_lost(e) || matches!(e, Error::PoolTimedOut | Error::PoolClosed)
 }
 
 /// Counts every SQL statement the service sends (sea-orm's metric callback). Exposed for

@@ -79,6 +79,12 @@ impl AppError {
         self.to_string()
     }
 
+    /// The database cannot be reached (`cause` is logged, not shown).
+    pub fn unavailable(cause: &dyn std::fmt::Display) -> Self {
+        tracing::warn!(error = %cause, "the database is unreachable");
+        AppError::Unavailable("the database is unavailable; retry in a few seconds".into())
+    }
+
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
         AppError::NotFound(format!("{what} {id} not found"))
     }
@@ -97,10 +103,7 @@ impl std::fmt::Debug for AppError {
 impl From<sea_orm::DbErr> for AppError {
     fn from(e: sea_orm::DbErr) -> Self {
         if crate::db::unreachable(&e) {
-            tracing::warn!(error = %e, "the database is unreachable");
-            return AppError::Unavailable(
-                "the database is unavailable; retry in a few seconds".into(),
-            );
+            return AppError::unavailable(&e);
         }
         AppError::Internal(anyhow::Error::new(e).context("database"))
     }

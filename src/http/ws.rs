@@ -6,6 +6,7 @@
 //! `UNAUTHENTICATED`. On shutdown every socket is closed cleanly (1001, going away).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -62,84 +63,62 @@ impl Default for WsLimits {
     }
 }
 
-/// Sockets upgraded but not yet authenticated, by client address.
-#[derive(Default)]
-pub struct Unauthenticated {
-    by_ip: Mutex<HashMap<std::net::IpAddr, usize>>,
+/// Sockets counted by `K` (an API key's id, or a client address for sockets not yet
+/// authenticated), with their total.
+pub struct Slots<K> {
+    counts: Mutex<(HashMap<K, usize>, usize)>,
 }
 
-/// A socket's place among the unauthenticated ones; given back when it authenticates or ends.
-pub struct Pending {
-    of: Arc<Unauthenticated>,
-    ip: std::net::IpAddr,
+impl<K> Default for Slots<K> {
+    fn default() -> Self {
+        Self {
+            counts: Mutex::new((HashMap::new(), 0)),
+        }
+    }
 }
 
-impl Unauthenticated {
-    /// A place for a socket from `ip`, if neither its address nor the server is at its limit.
-    pub fn take(this: &Arc<Self>, ip: std::net::IpAddr, limits: &WsLimits) -> Option<Pending> {
-        let mut by_ip = this.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-        let total: usize = by_ip.values().sum();
-        let mine = by_ip.entry(ip).or_default();
-        if *mine >= limits.max_unauthenticated_per_ip || total >= limits.max_unauthenticated {
-            if *mine == 0 {
-                by_ip.remove(&ip);
-            }
+/// One socket's place in its [`Slots`]; given back when dropped.
+pub struct Slot<K: Hash + Eq> {
+    of: Arc<Slots<K>>,
+    key: K,
+}
+
+impl<K: Hash + Eq + Clone> Slots<K> {
+    /// A place under `key`, unless `key` holds `per_key` already or all keys `total`.
+    pub fn take(this: &Arc<Self>, key: K, per_key: usize, total: usize) -> Option<Slot<K>> {
+        let mut guard = this.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_key, all) = &mut *guard;
+        if *all >= total || by_key.get(&key).is_some_and(|n| *n >= per_key) {
             return None;
         }
-        *mine += 1;
-        Some(Pending {
+        *by_key.entry(key.clone()).or_default() += 1;
+        *all += 1;
+        Some(Slot {
             of: this.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        let mut by_ip = self.of.by_ip.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = by_ip.get_mut(&self.ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                by_ip.remove(&self.ip);
-            }
-        }
-    }
-}
-
-pub type WsCounts = Arc<Mutex<HashMap<i64, usize>>>;
-
-/// One of a key's connection slots; given back when dropped (the socket ended).
-pub struct WsSlot {
-    counts: WsCounts,
-    key: i64,
-}
-
-impl WsSlot {
-    fn take(counts: &WsCounts, key: i64, max: usize) -> Option<Self> {
-        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = c.entry(key).or_default();
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(Self {
-            counts: counts.clone(),
             key,
         })
     }
 }
 
-impl Drop for WsSlot {
+impl<K: Hash + Eq> Drop for Slot<K> {
     fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = c.get_mut(&self.key) {
-            *n = n.saturating_sub(1);
+        let mut guard = self.of.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let (by_key, all) = &mut *guard;
+        if let Some(n) = by_key.get_mut(&self.key) {
+            *n -= 1;
+            *all -= 1;
             if *n == 0 {
-                c.remove(&self.key);
+                by_key.remove(&self.key);
             }
         }
     }
 }
+
+/// Open sockets per API key.
+pub type WsCounts = Arc<Slots<i64>>;
+
+/// Sockets upgraded but not yet authenticated, per client address.
+pub type Unauthenticated = Slots<std::net::IpAddr>;
 
 /// What a socket is doing, for the idle timeout.
 struct Activity {
@@ -241,7 +220,14 @@ pub fn upgrade(
     peer: super::Peer,
 ) -> Response {
     use axum::response::IntoResponse;
-    let Some(pending) = Unauthenticated::take(&state.ws_unauthenticated, peer.0, &state.ws) else {
+    let limits = &state.ws;
+    let pending = Slots::take(
+        &state.ws_unauthenticated,
+        peer.0,
+        limits.max_unauthenticated_per_ip,
+        limits.max_unauthenticated,
+    );
+    let Some(pending) = pending else {
         return AppError::RateLimited {
             retry_after_secs: 1,
         }
@@ -258,7 +244,7 @@ async fn serve(
     state: Shared,
     protocol: WebSocketProtocols,
     peer: super::Peer,
-    pending: Pending,
+    pending: Slot<std::net::IpAddr>,
 ) {
     let (mut sink, stream) = socket.split();
     // Idle tracking: the operations in flight and the time of the last message either way.
@@ -297,13 +283,13 @@ async fn serve(
             let n = over.lock().map(|a| a.operations.len()).unwrap_or(0);
             futures_util::future::ready(n <= max_operations)
         });
-    let pending: Arc<Mutex<Option<Pending>>> = Arc::new(Mutex::new(Some(pending)));
+    let pending: Arc<Mutex<Option<Slot<std::net::IpAddr>>>> = Arc::new(Mutex::new(Some(pending)));
     let authenticated = pending.clone();
     // Set by the init callback: the close code to use instead of the library's (4403 for a bad
     // key, 4429 for too many connections), and the key, re-checked while the socket is open.
     let close_code: Arc<Mutex<Option<u16>>> = Arc::default();
     let key_id: Arc<Mutex<Option<i64>>> = Arc::default();
-    let slot: Arc<Mutex<Option<WsSlot>>> = Arc::default();
+    let slot: Arc<Mutex<Option<Slot<i64>>>> = Arc::default();
     let limiter = state.clone();
     let gate_state = state.clone();
     let (service, limits, counts) = (
@@ -331,7 +317,8 @@ async fn serve(
             Ok(org) => org,
             Err(e) => return refuse(4403, e),
         };
-        let Some(taken) = WsSlot::take(&counts, org.api_key_id, limits.max_per_key) else {
+        let Some(taken) = Slots::take(&counts, org.api_key_id, limits.max_per_key, usize::MAX)
+        else {
             let e = AppError::RateLimited {
                 retry_after_secs: 1,
             };

@@ -24,7 +24,7 @@ use sea_orm::sqlx::{self, Connection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::status_page::{Found, JobWithAudience};
-use crate::db::{StatementCounter, connection_lost};
+use crate::db::{StatementCounter, connection_lost, sqlx_unreachable};
 use crate::domain::{
     AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType, JobPhase,
     UploadJobStatus,
@@ -96,15 +96,7 @@ impl StatusLane {
             .map_err(|_| AppError::Internal(anyhow::anyhow!("the status lane has stopped")))?;
         match answer.await {
             Ok(Ok(rows)) => Ok(rows),
-            Ok(Err(e))
-                if connection_lost(&e)
-                    || matches!(*e, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed) =>
-            {
-                tracing::warn!(error = %e, "the database is unreachable");
-                Err(AppError::Unavailable(
-                    "the database is unavailable; retry in a few seconds".into(),
-                ))
-            }
+            Ok(Err(e)) if sqlx_unreachable(&e) => Err(AppError::unavailable(&e)),
             Ok(Err(e)) => Err(AppError::Internal(anyhow::anyhow!(
                 "reading upload status: {e}"
             ))),

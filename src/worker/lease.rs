@@ -33,13 +33,6 @@ pub async fn claim(
     } else {
         ""
     };
-    let txn = crate::db::begin_write(db).await?;
-    if backend == DbBackend::Postgres {
-        txn.execute_unprepared(
-            "SELECT pg_advisory_xact_lock(hashtext('coupon-upload-api.claim.' || current_schema()))",
-        )
-        .await?;
-    }
     let now = now_ms();
     let sql = format!(
         "UPDATE upload_job SET upload_status = $5, lease_owner = $1, lease_expires_ms = $2,
@@ -67,8 +60,19 @@ pub async fn claim(
             UploadJobStatus::Started.into(),
         ],
     );
-    let claimed = txn.query_one_raw(stmt).await?;
-    txn.commit().await?;
+    let claimed = if backend == DbBackend::Postgres {
+        let txn = crate::db::begin_write(db).await?;
+        txn.execute_unprepared(
+            "SELECT pg_advisory_xact_lock(hashtext('coupon-upload-api.claim.' || current_schema()))",
+        )
+        .await?;
+        let claimed = txn.query_one_raw(stmt).await?;
+        txn.commit().await?;
+        claimed
+    } else {
+        // One statement is one write transaction already, and the only writer at a time.
+        db.query_one_raw(stmt).await?
+    };
     let Some(row) = claimed else {
         return Ok(None);
     };

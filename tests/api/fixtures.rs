@@ -212,3 +212,40 @@ pub async fn seed(app: &TestApp) -> Fixture {
         other_group: other_group.id,
     }
 }
+
+/// The job's row as stored.
+pub async fn stored_job(app: &TestApp, job_id: i64) -> upload_job::Model {
+    use sea_orm::EntityTrait;
+    upload_job::Entity::find_by_id(job_id)
+        .one(app.state.service.db())
+        .await
+        .expect("db")
+        .expect("job")
+}
+
+/// A job as if staged and judged: `codes` as its valid rows 1, 2, …, the job ready to commit
+/// (phase `COMMIT`). With the worker off, the test then starts one to commit it.
+pub async fn as_judged(app: &TestApp, job_id: i64, codes: &[String]) {
+    use coupon_upload_api::entity::upload_row;
+    let db = app.state.service.db();
+    for (n, code) in (1..).zip(codes) {
+        upload_row::ActiveModel {
+            job_id: Set(job_id),
+            row_number: Set(n),
+            raw_code: Set(code.clone()),
+            raw_customer: Set(None),
+            code: Set(Some(code.clone())),
+            customer: Set(None),
+            error_code: Set(None),
+            error_message: Set(None),
+            maybe_duplicate: Set(Some(false)),
+        }
+        .insert(db)
+        .await
+        .expect("stage");
+    }
+    let mut j: upload_job::ActiveModel = stored_job(app, job_id).await.into();
+    j.phase = Set(JobPhase::Commit);
+    j.actual_row_count = Set(codes.len() as i64);
+    j.update(db).await.expect("job");
+}

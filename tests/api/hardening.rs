@@ -309,12 +309,7 @@ async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
     };
     let (old, recent): (i64, i64) = (old.parse().expect("id"), recent.parse().expect("id"));
     assert_eq!((staged(old).await, staged(recent).await), (3, 2));
-    let mut aged: upload_job::ActiveModel = upload_job::Entity::find_by_id(old)
-        .one(db)
-        .await
-        .expect("db")
-        .expect("job")
-        .into();
+    let mut aged: upload_job::ActiveModel = crate::fixtures::stored_job(&app, old).await.into();
     aged.finished_on = Set(Some(
         coupon_upload_api::domain::now() - chrono::Duration::days(8),
     ));
@@ -611,9 +606,8 @@ crate::db_tests_with!(
 /// commits: the job stores only what the new limit allows, the rest rejected as
 /// `MAX_CREATE_EXCEEDED`, and the series never holds more than its `maxCreate`.
 async fn max_create_lowered_during_a_job_holds(app: TestApp) {
-    use coupon_upload_api::domain::JobPhase;
-    use coupon_upload_api::entity::{coupon, upload_job, upload_row};
-    use sea_orm::{ActiveModelTrait, ColumnTrait, PaginatorTrait, QueryFilter, Set};
+    use coupon_upload_api::entity::coupon;
+    use sea_orm::{ColumnTrait, PaginatorTrait, QueryFilter};
     let key = app.key(1, Permission::ReadWrite).await;
     let series = app.create_series(&key, json!({ "maxCreate": 100 })).await;
     let mut file = String::from("code\n");
@@ -626,31 +620,8 @@ async fn max_create_lowered_during_a_job_holds(app: TestApp) {
     let job_id: i64 = job.parse().expect("id");
     let db = app.state.service.db();
     // As if staged and judged with room for all 30.
-    for n in 1..=30 {
-        upload_row::ActiveModel {
-            job_id: Set(job_id),
-            row_number: Set(n),
-            raw_code: Set(String::new()),
-            raw_customer: Set(None),
-            code: Set(Some(format!("M-{n}"))),
-            customer: Set(None),
-            error_code: Set(None),
-            error_message: Set(None),
-            maybe_duplicate: Set(Some(false)),
-        }
-        .insert(db)
-        .await
-        .expect("stage");
-    }
-    let mut j: upload_job::ActiveModel = upload_job::Entity::find_by_id(job_id)
-        .one(db)
-        .await
-        .expect("db")
-        .expect("job")
-        .into();
-    j.phase = Set(JobPhase::Commit);
-    j.actual_row_count = Set(30);
-    j.update(db).await.expect("job");
+    let codes: Vec<String> = (1..=30).map(|n| format!("M-{n}")).collect();
+    crate::fixtures::as_judged(&app, job_id, &codes).await;
     app.gql_ok(
         &key,
         "mutation($id: ID!) { updateCouponSeries(id: $id, input: { maxCreate: 10 }) { maxCreate } }",
@@ -718,11 +689,8 @@ async fn a_job_subscription_ends_when_its_last_event_is_lost(app: TestApp) {
     );
     let db = app.state.service.db();
     let mut j: upload_job::ActiveModel =
-        upload_job::Entity::find_by_id(job.parse::<i64>().expect("id"))
-            .one(db)
+        crate::fixtures::stored_job(&app, job.parse().expect("id"))
             .await
-            .expect("db")
-            .expect("job")
             .into();
     j.upload_status = Set(UploadJobStatus::Finished);
     j.phase = Set(JobPhase::Done);
@@ -758,13 +726,7 @@ async fn only_failed_attempts_count_and_giving_up_keeps_the_truth(app: TestApp) 
         .await;
     let job_id: i64 = job.parse().expect("id");
     let db = app.state.service.db();
-    let read = || async {
-        upload_job::Entity::find_by_id(job_id)
-            .one(db)
-            .await
-            .expect("db")
-            .expect("job")
-    };
+    let read = || crate::fixtures::stored_job(&app, job_id);
     let stop = tokio_util::sync::CancellationToken::new();
     let cfg = coupon_upload_api::worker::WorkerConfig {
         batch_rows: 1,

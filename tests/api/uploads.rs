@@ -1,7 +1,7 @@
 //! Uploads end to end: GraphQL multipart and REST, through the worker, to FINISHED with exact
 //! counts and files; every rejection reason; whole-file failures; limits; tenancy; cancel.
 
-use coupon_upload_api::domain::{JobPhase, Permission};
+use coupon_upload_api::domain::Permission;
 use coupon_upload_api::entity::coupon;
 use reqwest::StatusCode;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -957,7 +957,6 @@ async fn cancel_stops_at_a_batch_boundary(app: TestApp) {
 db_tests_with!(Options { worker: false, ..Default::default() }; codes_taken_after_judging_are_reported);
 
 async fn codes_taken_after_judging_are_reported(app: TestApp) {
-    use coupon_upload_api::entity::{upload_job, upload_row};
     use sea_orm::{ActiveModelTrait, Set};
     let key = app.key(1, Permission::ReadWrite).await;
     let series = app.create_series(&key, json!({})).await;
@@ -967,31 +966,8 @@ async fn codes_taken_after_judging_are_reported(app: TestApp) {
     let job_id: i64 = job.parse().expect("id");
     let db = app.state.service.db();
     // As if staged and judged: three valid rows, the job ready to commit.
-    for (n, code) in [(1, "A-1"), (2, "A-2"), (3, "A-3")] {
-        upload_row::ActiveModel {
-            job_id: Set(job_id),
-            row_number: Set(n),
-            raw_code: Set(code.into()),
-            raw_customer: Set(None),
-            code: Set(Some(code.into())),
-            customer: Set(None),
-            error_code: Set(None),
-            error_message: Set(None),
-            maybe_duplicate: Set(Some(false)),
-        }
-        .insert(db)
-        .await
-        .expect("stage");
-    }
-    let mut j: upload_job::ActiveModel = upload_job::Entity::find_by_id(job_id)
-        .one(db)
-        .await
-        .expect("db")
-        .expect("job")
-        .into();
-    j.phase = Set(JobPhase::Commit);
-    j.actual_row_count = Set(3);
-    j.update(db).await.expect("job");
+    let codes: Vec<String> = ["A-1", "A-2", "A-3"].map(String::from).to_vec();
+    crate::fixtures::as_judged(&app, job_id, &codes).await;
     // Meanwhile another upload of the org stored A-2.
     coupon::ActiveModel {
         org_id: Set(1),
