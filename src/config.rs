@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// coupons, counts and files stay.
     #[arg(long, env = "STAGED_ROW_RETENTION_HOURS", default_value_t = 168)]
     pub staged_row_retention_hours: u64,
+    /// Seconds a job keeps retrying through a transient fault (the database or the file storage
+    /// unreachable) with no progress before it ends `ERRORED` with the fault as its reason.
+    #[arg(long, env = "TRANSIENT_RETRY_WINDOW_SECS", default_value_t = 3600)]
+    pub transient_retry_window_secs: u64,
     /// The most bytes one CSV record (row) may take; a file with a longer one ends `ERRORED`.
     #[arg(long, env = "MAX_RECORD_BYTES", default_value_t = 65536)]
     pub max_record_bytes: u64,
@@ -223,6 +227,10 @@ impl ServeArgs {
                 record_limits: crate::ingest::reader::RecordLimits {
                     max_bytes: self.max_record_bytes.max(1),
                     max_fields: self.max_record_fields.max(1),
+                },
+                retry: crate::worker::RetryPolicy {
+                    window: Duration::from_secs(self.transient_retry_window_secs),
+                    ..Default::default()
                 },
                 ..Default::default()
             }),

@@ -52,6 +52,37 @@ pub fn sqlx_unreachable(e: &sea_orm::sqlx::Error) -> bool {
     connection_lost(e) || matches!(e, Error::PoolTimedOut | Error::PoolClosed)
 }
 
+/// A failure that clears by itself: the database unreachable ([`unreachable`]), busy (SQLite's
+/// lock held by another process past the busy timeout) or a transaction chosen to fail so that
+/// others can go on (serialization failure, deadlock). Doing the same again later may succeed.
+pub fn transient(e: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    unreachable(e)
+        || match e {
+            DbErr::Conn(RuntimeErr::SqlxError(s))
+            | DbErr::Exec(RuntimeErr::SqlxError(s))
+            | DbErr::Query(RuntimeErr::SqlxError(s)) => sqlx_transient(s),
+            _ => false,
+        }
+}
+
+/// [`transient`] for an error of sqlx itself.
+pub fn sqlx_transient(e: &sea_orm::sqlx::Error) -> bool {
+    use sea_orm::sqlx::Error;
+    sqlx_unreachable(e)
+        || match e {
+            // PostgreSQL: serialization_failure, deadlock_detected, too_many_connections.
+            // SQLite: SQLITE_BUSY and SQLITE_LOCKED, with their extended codes.
+            Error::Database(d) => d.code().is_some_and(|c| {
+                matches!(
+                    c.as_ref(),
+                    "40001" | "40P01" | "53300" | "5" | "6" | "261" | "262" | "517"
+                )
+            }),
+            _ => false,
+        }
+}
+
 /// Counts every SQL statement the service sends (sea-orm's metric callback). Exposed for
 /// metrics, and used by the tests that pin how many statements a query costs.
 #[derive(Clone, Default, Debug)]
@@ -166,19 +197,71 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-/// Begins a transaction that will write. On SQLite it takes the write lock up front
-/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot upgrade to a writer
-/// while another connection writes, and fails at once with "database is locked" instead of
-/// waiting. PostgreSQL ignores the option.
-pub async fn begin_write(
-    db: &sea_orm::DatabaseConnection,
-) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
-    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
-    .await
+/// Writes on SQLite take turns in this process, first come first served.
+///
+/// SQLite has one writer at a time, and a writer that finds the database locked waits in its
+/// busy handler, which sleeps and retries (up to 100 ms at a time): not a queue. A long task
+/// that writes in many short transactions (staging a file) would win the lock back every time
+/// it let go, and a request's write would wait out the whole task, then fail at the busy
+/// timeout. Every write of this process takes a turn here first (tokio's mutex grants turns in
+/// the order they were asked for), so a request waits for at most the transaction in progress.
+/// Other processes on the same file still meet SQLite's busy handler. On PostgreSQL, which has
+/// row locks, there are no turns.
+#[derive(Clone, Debug, Default)]
+pub struct WriteGate(Arc<tokio::sync::Mutex<()>>);
+
+/// A turn to write (nothing on PostgreSQL); the next writer goes when it is dropped.
+pub type WriteTurn = Option<tokio::sync::OwnedMutexGuard<()>>;
+
+impl WriteGate {
+    /// Waits for this process's turn to write on `db`.
+    pub async fn turn(&self, db: &DatabaseConnection) -> WriteTurn {
+        match sea_orm::ConnectionTrait::get_database_backend(db) {
+            DbBackend::Sqlite => Some(self.0.clone().lock_owned().await),
+            _ => None,
+        }
+    }
+
+    /// Begins a transaction that will write, in its turn. On SQLite it takes the write lock up
+    /// front (`BEGIN IMMEDIATE`): a deferred transaction that reads first cannot upgrade to a
+    /// writer while another connection writes, and fails at once with "database is locked"
+    /// instead of waiting. PostgreSQL ignores the option.
+    pub async fn begin(&self, db: &DatabaseConnection) -> Result<WriteTxn, sea_orm::DbErr> {
+        use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+        let turn = self.turn(db).await;
+        let txn = db
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        Ok(WriteTxn { txn, _turn: turn })
+    }
+}
+
+/// A write transaction that holds its turn (see [`WriteGate`]) until it ends. Statements run
+/// on it as on the transaction it derefs to.
+pub struct WriteTxn {
+    txn: sea_orm::DatabaseTransaction,
+    _turn: WriteTurn,
+}
+
+impl std::ops::Deref for WriteTxn {
+    type Target = sea_orm::DatabaseTransaction;
+
+    fn deref(&self) -> &sea_orm::DatabaseTransaction {
+        &self.txn
+    }
+}
+
+impl WriteTxn {
+    pub async fn commit(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.commit().await
+    }
+
+    pub async fn rollback(self) -> Result<(), sea_orm::DbErr> {
+        self.txn.rollback().await
+    }
 }
 
 #[cfg(test)]

@@ -31,6 +31,31 @@ pub struct StoredFile {
     pub stream: BoxStream<'static, object_store::Result<Bytes>>,
 }
 
+/// A storage error that may clear by itself (the store unreachable, timing out, failing with
+/// 5xx), as opposed to one about the request (no such object, a bad path, a missing feature).
+pub fn transient(e: &object_store::Error) -> bool {
+    use object_store::Error as E;
+    !matches!(
+        e,
+        E::NotFound { .. }
+            | E::InvalidPath { .. }
+            | E::NotSupported { .. }
+            | E::NotImplemented { .. }
+            | E::UnknownConfigurationKey { .. }
+            | E::AlreadyExists { .. }
+            | E::Precondition { .. }
+            | E::NotModified { .. }
+    )
+}
+
+/// Whether `e` (from this module) failed for [`transient`] reasons.
+pub fn unreachable(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<object_store::Error>()
+            .is_some_and(transient)
+    })
+}
+
 impl Storage {
     /// Storage named by a URL: `file:///path` (a local folder) or `s3://bucket[/prefix]` (an
     /// S3-compatible bucket; credentials, region and endpoint from the standard `AWS_*`
@@ -46,7 +71,16 @@ impl Storage {
                 !bucket.is_empty(),
                 "the storage URL {url:?} names no bucket"
             );
+            // A request is retried for a few seconds only: a longer outage reaches the caller
+            // (an upload request answers 503; a job waits it out with its own backoff and
+            // goes on from its last commit), instead of holding a request for minutes.
+            let retry = object_store::RetryConfig {
+                backoff: Default::default(),
+                max_retries: 4,
+                retry_timeout: std::time::Duration::from_secs(10),
+            };
             let s3 = object_store::aws::AmazonS3Builder::from_env()
+                .with_retry(retry)
                 .with_bucket_name(bucket)
                 .build()
                 .with_context(|| format!("configuring S3 storage {url}"))?;

@@ -116,14 +116,14 @@ impl Service {
         }
         let key = generate_key();
         let now = crate::domain::now();
-        let txn = crate::db::begin_write(&self.db).await?;
-        if org::Entity::find_by_id(org_id).one(&txn).await?.is_none() {
+        let txn = self.begin_write().await?;
+        if org::Entity::find_by_id(org_id).one(&*txn).await?.is_none() {
             org::ActiveModel {
                 id: Set(org_id),
                 name: Set(format!("org {org_id}")),
                 created_on: Set(now),
             }
-            .insert(&txn)
+            .insert(&*txn)
             .await?;
         }
         let record = api_key::ActiveModel {
@@ -136,7 +136,7 @@ impl Service {
             revoked_on: Set(None),
             ..Default::default()
         }
-        .insert(&txn)
+        .insert(&*txn)
         .await?;
         txn.commit().await?;
         Ok(NewApiKey { key, record })
@@ -161,7 +161,9 @@ impl Service {
         }
         let mut active: api_key::ActiveModel = found.into();
         active.revoked_on = Set(Some(crate::domain::now()));
+        let turn = self.write_turn().await;
         let revoked = active.update(&self.db).await?;
+        drop(turn);
         self.keys.forget(revoked.id);
         self.events.publish_key_revoked(revoked.id).await;
         Ok(revoked)

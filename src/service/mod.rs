@@ -57,6 +57,8 @@ pub struct ServiceParts {
     status_lane: std::sync::OnceLock<status_lane::StatusLane>,
     /// `/metrics`' figures from the database, reused for a while (see `scrape`).
     figures: scrape::FiguresCache,
+    /// SQLite: this process's writes take turns (see `db::WriteGate`).
+    writes: crate::db::WriteGate,
 }
 
 impl std::ops::Deref for Service {
@@ -72,6 +74,7 @@ impl Service {
         let keys = Arc::new(api_keys::KeyCache::new(api_keys::DEFAULT_KEY_CACHE_TTL));
         let forget = keys.clone();
         Self(Arc::new(ServiceParts {
+            writes: Default::default(),
             events: JobEvents::new(db.clone(), Arc::new(move |id| forget.forget(id))),
             metrics: Default::default(),
             db,
@@ -117,6 +120,16 @@ impl Service {
 
     pub fn jobs_ready(&self) -> &Notify {
         &self.jobs_ready
+    }
+
+    /// Begins a transaction that will write, in this process's turn (see `db::WriteGate`).
+    pub async fn begin_write(&self) -> Result<crate::db::WriteTxn, sea_orm::DbErr> {
+        self.writes.begin(&self.db).await
+    }
+
+    /// This process's turn to write, for a write that is one statement (see `db::WriteGate`).
+    pub async fn write_turn(&self) -> crate::db::WriteTurn {
+        self.writes.turn(&self.db).await
     }
 
     pub fn storage(&self) -> &Storage {

@@ -136,10 +136,10 @@ impl Service {
     ) -> AppResult<coupon_series::Model> {
         org.require_write()?;
         let at = now();
-        let txn = crate::db::begin_write(&self.db).await?;
+        let txn = self.begin_write().await?;
         // The org exists: its key does. (Kept as a guard for keys whose org row was removed.)
         if org::Entity::find_by_id(org.org_id)
-            .one(&txn)
+            .one(&*txn)
             .await?
             .is_none()
         {
@@ -160,7 +160,7 @@ impl Service {
             updated_on: Set(at),
             ..Default::default()
         }
-        .insert(&txn)
+        .insert(&*txn)
         .await?;
         txn.commit().await?;
         Ok(model)
@@ -213,7 +213,10 @@ impl Service {
         if let Some(m) = changes.max_create.filter(|&m| m >= 0) {
             update = update.filter(coupon_series::Column::NumUploadedTotal.lte(m));
         }
-        if update.exec(&self.db).await?.rows_affected == 0 {
+        let turn = self.write_turn().await;
+        let updated = update.exec(&self.db).await?.rows_affected;
+        drop(turn);
+        if updated == 0 {
             let now_uploaded = self
                 .coupon_series(org, id)
                 .await?

@@ -101,7 +101,17 @@ impl Service {
             .await?
             .ok_or_else(|| AppError::not_found("coupon series", upload.coupon_series_id))?;
         let key = format!("org/{}/uploads/{}/uploaded.csv", org.org_id, random_hex(16));
-        let size = self.storage.put_stream(&key, file).await?;
+        let size = self.storage.put_stream(&key, file).await.map_err(|e| {
+            if crate::storage::unreachable(&e) {
+                tracing::warn!(error = ?e, "the file storage is unreachable");
+                AppError::Unavailable(
+                    "the file storage is unavailable; retry in a few seconds".into(),
+                )
+            } else {
+                AppError::Internal(e)
+            }
+        })?;
+        let turn = self.write_turn().await;
         let job = upload_job::ActiveModel::started(upload_job::NewJob {
             org_id: org.org_id,
             coupon_series_id: series.id,
@@ -117,6 +127,7 @@ impl Service {
         })
         .insert(&self.db)
         .await;
+        drop(turn);
         match job {
             Ok(job) => {
                 // STARTED goes out before the worker is woken, so subscribers see it first.
@@ -156,6 +167,7 @@ impl Service {
             _ => {}
         }
         let at = now();
+        let turn = self.write_turn().await;
         // Not picked up yet (no live lease): cancel outright, guarded against a concurrent claim.
         let outright = upload_job::Entity::update_many()
             .col_expr(
@@ -182,6 +194,7 @@ impl Service {
                 .exec(&self.db)
                 .await?;
         }
+        drop(turn);
         let job = self
             .upload_job(org, job_id)
             .await?

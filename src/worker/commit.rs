@@ -26,7 +26,7 @@ pub async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
         ctx.check_alive()?;
         let from = ctx.job.committed_through + 1;
         let to = (ctx.job.committed_through + ctx.cfg.batch_rows.max(1)).min(total);
-        let txn = crate::db::begin_write(ctx.service.db()).await?;
+        let txn = ctx.service.begin_write().await?;
         let (job, accepted) = commit_batch(ctx, &txn, from, to).await?;
         txn.commit().await?;
         let _ = accepted;
@@ -40,9 +40,11 @@ pub async fn commit_batches(ctx: &mut JobCtx<'_>) -> Result<bool, Stop> {
             last_event = std::time::Instant::now();
         }
     }
+    let turn = ctx.service.write_turn().await;
     let job = ctx
         .update_job(ctx.service.db(), "phase = $1", vec![JobPhase::Files.into()])
         .await?;
+    drop(turn);
     ctx.job = job;
     Ok(false)
 }

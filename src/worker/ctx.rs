@@ -20,27 +20,61 @@ pub enum Stop {
     Shutdown,
     /// Another worker holds the job now; nothing more was changed.
     LostLease,
+    /// A fault that clears by itself (the database or the file storage unreachable, SQLite
+    /// busy): the run goes on from the job's last commit after a pause, and the failure is not
+    /// counted as an attempt (see `job::run`).
+    Transient(anyhow::Error),
+    /// Anything else: the job is retried once its lease lapses, as a failed attempt.
     Internal(anyhow::Error),
+}
+
+impl Stop {
+    /// Sorts an error into [`Stop::Transient`] or [`Stop::Internal`] by every cause it has.
+    pub fn from_error(e: anyhow::Error) -> Self {
+        if is_transient(&e) {
+            Stop::Transient(e)
+        } else {
+            Stop::Internal(e)
+        }
+    }
+}
+
+/// Whether anything in the chain of causes is a fault that clears by itself: a database error
+/// `db::transient` says so of, an I/O error (the file storage, or the stream of a stored file),
+/// or a storage error other than a missing or misnamed object.
+fn is_transient(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        if let Some(e) = cause.downcast_ref::<sea_orm::DbErr>() {
+            return crate::db::transient(e);
+        }
+        if let Some(e) = cause.downcast_ref::<sea_orm::sqlx::Error>() {
+            return crate::db::sqlx_transient(e);
+        }
+        if let Some(e) = cause.downcast_ref::<object_store::Error>() {
+            return crate::storage::transient(e);
+        }
+        cause.is::<std::io::Error>()
+    })
 }
 
 impl From<anyhow::Error> for Stop {
     fn from(e: anyhow::Error) -> Self {
-        Stop::Internal(e)
+        Stop::from_error(e)
     }
 }
 
-/// Every other error a phase meets is internal: the job is retried once its lease lapses.
-macro_rules! internal_from {
+/// Every other error a phase meets is sorted the same way.
+macro_rules! sorted_from {
     ($($error:ty),* $(,)?) => {
         $(impl From<$error> for Stop {
             fn from(e: $error) -> Self {
-                Stop::Internal(e.into())
+                Stop::from_error(e.into())
             }
         })*
     };
 }
 
-internal_from!(
+sorted_from!(
     sea_orm::DbErr,
     sea_orm::sqlx::Error,
     std::io::Error,
@@ -124,6 +158,24 @@ impl JobCtx<'_> {
             .await?
             .ok_or(Stop::LostLease)?;
         Ok(upload_job::Model::from_query_result(&row, "")?)
+    }
+
+    /// Waits `d`, or less if the run must stop (shutdown, lost lease).
+    pub async fn pause(&self, d: std::time::Duration) -> Result<(), Stop> {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            _ = self.shutdown.cancelled() => {}
+        }
+        self.check_alive()
+    }
+
+    /// The job as stored now, provided this worker still holds it (else `LostLease`).
+    pub async fn reload_held(&self) -> Result<upload_job::Model, Stop> {
+        let job = self.reload().await?;
+        if job.lease_owner.as_deref() != Some(self.cfg.instance.as_str()) {
+            return Err(Stop::LostLease);
+        }
+        Ok(job)
     }
 
     /// The job as stored now (another request may have asked to cancel it).

@@ -29,7 +29,7 @@ pub async fn finish(ctx: &mut JobCtx<'_>, status: UploadJobStatus) -> Result<(),
     )?;
     ctx.check_alive()?;
 
-    let txn = crate::db::begin_write(ctx.service.db()).await?;
+    let txn = ctx.service.begin_write().await?;
     let (mut group_id, mut version_id): (Option<i64>, Option<i64>) = (None, None);
     if status == UploadJobStatus::Finished && ctx.kind != CustomerIdentifierType::NotTagged {
         let n = txn
@@ -44,7 +44,7 @@ pub async fn finish(ctx: &mut JobCtx<'_>, status: UploadJobStatus) -> Result<(),
     }
     let job = ctx
         .update_job(
-            &txn,
+            &*txn,
             "upload_status = $1, phase = $2, error_file_key = $3, success_file_key = $4, \
              audience_group_id = $5, audience_group_version_id = $6, finished_on = $7, \
              lease_owner = NULL, lease_expires_ms = NULL",

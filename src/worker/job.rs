@@ -37,12 +37,51 @@ pub async fn run(
     let lost = Arc::new(AtomicBool::new(false));
     let renewal = renew_lease(service.clone(), cfg.clone(), job.id, lost.clone());
     let mut ctx = JobCtx::new(service, cfg, job, series, kind, shutdown, lost);
-    let result = drive(&mut ctx).await;
+    let result = drive_retrying(&mut ctx).await;
     renewal.abort();
     if let Err(Stop::Shutdown) = &result {
         release(&ctx).await;
     }
     result
+}
+
+/// Drives the job; after a transient fault (`Stop::Transient`) waits (backing off), re-reads
+/// the job and goes on from its last commit, which also settles a commit whose answer was lost
+/// with the connection. The run keeps its lease meanwhile (the renewal goes on retrying), so
+/// the fault costs no attempt. Faults in a row, with no phase or batch committed between them,
+/// are retried for `cfg.retry.window`; past it the job ends `ERRORED` with the last fault as
+/// its reason (or, if even that cannot be written, the lease lapses and the job is claimed
+/// again later as a failed attempt).
+async fn drive_retrying(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
+    let mut backoff = super::Backoff::new(ctx.cfg.retry);
+    // Where the job stood at the last fault: a fault after progress starts a new window.
+    let mut stood: Option<(JobPhase, i64)> = None;
+    loop {
+        let fault = match drive(ctx).await {
+            Err(Stop::Transient(fault)) => fault,
+            ended => return ended,
+        };
+        let at = (ctx.job.phase, ctx.job.committed_through);
+        if stood != Some(at) {
+            backoff = super::Backoff::new(ctx.cfg.retry);
+            stood = Some(at);
+        }
+        let Some(delay) = backoff.next_delay() else {
+            let reason = format!(
+                "the job could not be completed: {fault:#} (retried for {} s)",
+                ctx.cfg.retry.window.as_secs()
+            );
+            return fail(ctx, &reason).await;
+        };
+        tracing::warn!(job_id = ctx.job.id, error = %format!("{fault:#}"), retry_in_ms = delay.as_millis() as u64,
+            "transient fault; the job goes on from its last commit");
+        ctx.pause(delay).await?;
+        ctx.job = match ctx.reload_held().await {
+            Ok(job) => job,
+            Err(Stop::Transient(_)) => continue,
+            Err(stop) => return Err(stop),
+        };
+    }
 }
 
 async fn drive(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
@@ -80,7 +119,7 @@ async fn drive(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
 /// nothing staged and counts nothing. One that gave up after committing batches keeps its counts
 /// as committed (they equal its coupons) and its staged rows (purged with the others).
 async fn fail(ctx: &mut JobCtx<'_>, reason: &str) -> Result<(), Stop> {
-    let txn = crate::db::begin_write(ctx.service.db()).await?;
+    let txn = ctx.service.begin_write().await?;
     let committed = ctx.job.committed_through > 0;
     if !committed {
         txn.execute_raw(ctx.s(
@@ -96,7 +135,7 @@ async fn fail(ctx: &mut JobCtx<'_>, reason: &str) -> Result<(), Stop> {
     };
     let job = ctx
         .update_job(
-            &txn,
+            &*txn,
             &format!(
                 "upload_status = $1, phase = $2, error_reason = $3, {counts}finished_on = $4, \
                  lease_owner = NULL, lease_expires_ms = NULL"

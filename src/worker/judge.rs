@@ -20,7 +20,7 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
             .await?;
     }
     reserve_coupon_ids(ctx).await?;
-    let txn = crate::db::begin_write(ctx.service.db()).await?;
+    let txn = ctx.service.begin_write().await?;
     let id: Value = ctx.job.id.into();
     txn.execute_raw(
         ctx.s(
@@ -46,7 +46,7 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
     .await?;
     // The series as it is now, inside the transaction: its counter and rules.
     let series = coupon_series::Entity::find_by_id(ctx.series.id)
-        .one(&txn)
+        .one(&*txn)
         .await?
         .ok_or_else(|| Stop::Internal(anyhow::anyhow!("series {} is gone", ctx.series.id)))?;
     if ctx.kind != CustomerIdentifierType::NotTagged && !series.allow_multiple_per_customer {
@@ -82,7 +82,7 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
         .await?;
     }
     let job = ctx
-        .update_job(&txn, "phase = $1", vec![JobPhase::Commit.into()])
+        .update_job(&*txn, "phase = $1", vec![JobPhase::Commit.into()])
         .await?;
     txn.commit().await?;
     ctx.series = series;
@@ -100,7 +100,7 @@ pub async fn reserve_coupon_ids(ctx: &mut JobCtx<'_>) -> Result<i64, Stop> {
         return Ok(base);
     }
     let rows = ctx.job.actual_row_count.max(0);
-    let txn = crate::db::begin_write(ctx.service.db()).await?;
+    let txn = ctx.service.begin_write().await?;
     let base: i64 = if ctx.backend == DbBackend::Postgres {
         // SHARE ROW EXCLUSIVE conflicts with itself and with every INSERT, so no other id is
         // drawn between reading the sequence and moving it.
@@ -158,7 +158,7 @@ pub async fn reserve_coupon_ids(ctx: &mut JobCtx<'_>) -> Result<i64, Stop> {
         .await?;
     }
     let job = ctx
-        .update_job(&txn, "coupon_id_base = $1", vec![base.into()])
+        .update_job(&*txn, "coupon_id_base = $1", vec![base.into()])
         .await?;
     txn.commit().await?;
     ctx.job = job;

@@ -61,7 +61,7 @@ pub async fn claim(
         ],
     );
     let claimed = if backend == DbBackend::Postgres {
-        let txn = crate::db::begin_write(db).await?;
+        let txn = service.begin_write().await?;
         txn.execute_unprepared(
             "SELECT pg_advisory_xact_lock(hashtext('coupon-upload-api.claim.' || current_schema()))",
         )
@@ -71,6 +71,7 @@ pub async fn claim(
         claimed
     } else {
         // One statement is one write transaction already, and the only writer at a time.
+        let _turn = service.write_turn().await;
         db.query_one_raw(stmt).await?
     };
     let Some(row) = claimed else {
@@ -98,6 +99,7 @@ pub fn renew_lease(
         loop {
             tokio::time::sleep(every).await;
             let db = service.db();
+            let turn = service.write_turn().await;
             let r = db
                 .execute_raw(stmt(
                     db.get_database_backend(),
@@ -105,6 +107,7 @@ pub fn renew_lease(
                     vec![(now_ms() + cfg.lease.as_millis() as i64).into(), job_id.into(), cfg.instance.clone().into()],
                 ))
                 .await;
+            drop(turn);
             match r {
                 Ok(r) if r.rows_affected() == 1 => {}
                 Ok(_) => {
@@ -120,15 +123,22 @@ pub fn renew_lease(
 /// Gives the job back at once (graceful shutdown): it stays `PROCESSING`, free to claim. The
 /// claim is not counted as an attempt: only runs that failed count towards giving up.
 pub async fn release(ctx: &JobCtx<'_>) {
-    let db = ctx.service.db();
+    give_back(ctx.service, ctx.cfg, ctx.job.id).await
+}
+
+/// [`release`] by the job's id.
+pub async fn give_back(service: &Service, cfg: &WorkerConfig, job_id: i64) {
+    let db = service.db();
+    let _turn = service.write_turn().await;
     let r = db
-        .execute_raw(ctx.s(
+        .execute_raw(stmt(
+            db.get_database_backend(),
             "UPDATE upload_job SET lease_owner = NULL, lease_expires_ms = NULL, \
              attempts = attempts - 1 WHERE id = $1 AND lease_owner = $2",
-            vec![ctx.job.id.into(), ctx.cfg.instance.clone().into()],
+            vec![job_id.into(), cfg.instance.clone().into()],
         ))
         .await;
     if let Err(e) = r {
-        tracing::warn!(job_id = ctx.job.id, error = ?e, "releasing the lease failed; it will lapse");
+        tracing::warn!(job_id, error = ?e, "releasing the lease failed; it will lapse");
     }
 }

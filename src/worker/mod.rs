@@ -65,6 +65,60 @@ pub struct WorkerConfig {
     pub purge_every: Duration,
     /// Bounds on one record of an uploaded file.
     pub record_limits: crate::ingest::reader::RecordLimits,
+    /// How a job waits out a transient fault (database or storage unreachable).
+    pub retry: RetryPolicy,
+}
+
+/// Waiting out a transient fault: pauses from `first`, doubling up to `max_delay` (each less a
+/// random fifth, so that instances do not retry in step), for at most `window` in a row.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    pub first: Duration,
+    pub max_delay: Duration,
+    pub window: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// One run of faults in a row under a [`RetryPolicy`].
+pub(crate) struct Backoff {
+    policy: RetryPolicy,
+    started: std::time::Instant,
+    next: Duration,
+}
+
+impl Backoff {
+    pub(crate) fn new(policy: RetryPolicy) -> Self {
+        Self {
+            policy,
+            started: std::time::Instant::now(),
+            next: policy.first,
+        }
+    }
+
+    /// The pause before the next try, or `None` once the window is spent.
+    pub(crate) fn next_delay(&mut self) -> Option<Duration> {
+        let spent = self.started.elapsed();
+        if spent >= self.policy.window {
+            return None;
+        }
+        let jitter = 1.0 - rand::random::<f64>() / 5.0;
+        let delay = self
+            .next
+            .min(self.policy.max_delay)
+            .mul_f64(jitter)
+            .min(self.policy.window - spent);
+        self.next = (self.next * 2).min(self.policy.max_delay);
+        Some(delay)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -78,6 +132,7 @@ impl Default for WorkerConfig {
             staged_retention: Duration::from_secs(7 * 24 * 3600),
             purge_every: Duration::from_secs(600),
             record_limits: Default::default(),
+            retry: Default::default(),
         }
     }
 }
@@ -126,6 +181,12 @@ async fn jobs(service: Service, cfg: WorkerConfig, shutdown: CancellationToken) 
                     Err(Stop::LostLease) => {
                         tracing::warn!(job_id = id, "lost the lease; another worker has the job")
                     }
+                    Err(Stop::Transient(e)) => {
+                        // Only before the job's context existed (its series could not be read).
+                        tracing::warn!(job_id = id, error = ?e, "transient fault at the start; the job is given back");
+                        lease::give_back(&service, &cfg, id).await;
+                        pause(&shutdown, Duration::from_secs(1)).await;
+                    }
                     Err(Stop::Internal(e)) => {
                         tracing::error!(job_id = id, error = ?e, "job failed; it will be retried when its lease lapses");
                         pause(&shutdown, Duration::from_secs(1)).await;
@@ -159,4 +220,32 @@ pub async fn jobs_pending(service: &Service) -> anyhow::Result<i64> {
         .count(service.db())
         .await?;
     Ok(n as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Backoff, RetryPolicy};
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_to_its_cap_with_jitter_and_ends_with_its_window() {
+        let policy = RetryPolicy {
+            first: Duration::from_millis(100),
+            max_delay: Duration::from_millis(400),
+            window: Duration::from_millis(300),
+        };
+        let mut b = Backoff::new(policy);
+        let delays: Vec<Duration> = (0..5).map_while(|_| b.next_delay()).collect();
+        assert_eq!(delays.len(), 5, "the window is time, not tries");
+        let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
+        // Each step is its delay less at most a fifth: 100 ms, then 200 ms...
+        assert!((80.0..=100.0).contains(&ms(&delays[0])), "{delays:?}");
+        assert!((160.0..=200.0).contains(&ms(&delays[1])), "{delays:?}");
+        // ...then 400 ms (at least 320 ms), cut to what is left of the 300 ms window.
+        for d in &delays[2..] {
+            assert!((250.0..=300.0).contains(&ms(d)), "{delays:?}");
+        }
+        std::thread::sleep(Duration::from_millis(310));
+        assert_eq!(b.next_delay(), None, "past the window no more tries");
+    }
 }

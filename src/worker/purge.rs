@@ -48,6 +48,7 @@ pub async fn purge_staged_rows(service: &Service, retention: Duration) -> anyhow
             let mut from = 0i64;
             while from < rows.max(1) {
                 let to = from + CHUNK_ROWS;
+                let turn = service.write_turn().await;
                 let done = db
                     .execute_raw(stmt(
                         backend,
@@ -55,6 +56,7 @@ pub async fn purge_staged_rows(service: &Service, retention: Duration) -> anyhow
                         vec![job_id.into(), from.into(), to.into()],
                     ))
                     .await?;
+                drop(turn);
                 deleted += done.rows_affected();
                 from = to;
             }

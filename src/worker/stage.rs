@@ -2,9 +2,10 @@
 //!
 //! The reader runs on a blocking thread over the storage stream and hands rows over in
 //! bounded batches, so memory holds a few thousand rows whatever the file's size. On
-//! PostgreSQL the rows go in with `COPY … FROM STDIN`; on SQLite with multi-row inserts. Either
-//! way staging is one transaction with the job's move to `JUDGE`: a crash while staging
-//! leaves nothing staged, and the next claim stages again.
+//! PostgreSQL the rows go in with `COPY … FROM STDIN`, in one transaction with the job's move
+//! to `JUDGE`; on SQLite with multi-row inserts, a transaction per batch so that other writes
+//! are not held up for the whole file. Either way the job leaves `STAGE` only with all its rows
+//! staged, and whoever stages it again (after a crash, say) deletes what an earlier run left.
 
 use std::io::BufReader;
 
@@ -181,6 +182,17 @@ fn copy_row(buf: &mut Vec<u8>, job_id: i64, staged: &Staged) {
     });
 }
 
+/// The reader stopped at `e`. A stream that failed while reading is not a bad file: the storage
+/// failed, and the run is retried (`Stop::Transient`); anything else is the file's fault.
+fn unreadable(e: FileError) -> Result<Result<i64, FileError>, Stop> {
+    match e {
+        FileError::Io(reason) => Err(Stop::Transient(anyhow::anyhow!(
+            "reading the uploaded file failed: {reason}"
+        ))),
+        e => Ok(Err(e)),
+    }
+}
+
 async fn stage_postgres(
     ctx: &JobCtx<'_>,
     mut rx: mpsc::Receiver<Batch>,
@@ -212,7 +224,7 @@ async fn stage_postgres(
             Err(file_error) => {
                 let _ = copy.abort("the file cannot be ingested").await;
                 let _ = tx.rollback().await;
-                return Ok(Err(file_error));
+                return unreadable(file_error);
             }
         }
         ctx.check_alive()?;
@@ -237,19 +249,25 @@ async fn stage_postgres(
     Ok(Ok(rows))
 }
 
+/// SQLite: each batch from the reader is its own short write transaction, taken in this
+/// process's turn (`db::WriteGate`), so the API's writes go in between batches instead of
+/// waiting for the whole file. Rows staged so far are seen by nothing: the job stays in `STAGE`
+/// until the last transaction moves it on, and whoever stages it again deletes them first.
+/// Each transaction is fenced on the lease, so a worker that lost the job stages nothing more.
 async fn stage_sqlite(
     ctx: &JobCtx<'_>,
     mut rx: mpsc::Receiver<Batch>,
 ) -> Result<Result<i64, FileError>, Stop> {
-    let db = ctx.service.db();
     let backend = ctx.backend;
-    let txn = crate::db::begin_write(db).await?;
+    let txn = ctx.service.begin_write().await?;
+    fence_sqlite(ctx, &txn, None).await?;
     txn.execute_raw(stmt(
         backend,
         "DELETE FROM upload_row WHERE job_id = $1",
         vec![ctx.job.id.into()],
     ))
     .await?;
+    txn.commit().await?;
     let mut rows = 0i64;
     while let Some(batch) = rx.recv().await {
         let batch = match batch {
@@ -259,11 +277,11 @@ async fn stage_sqlite(
                     "the reader sent COPY data to SQLite"
                 )));
             }
-            Err(file_error) => {
-                let _ = txn.rollback().await;
-                return Ok(Err(file_error));
-            }
+            // The rows staged so far are deleted with the job's failure, or by the next run.
+            Err(file_error) => return unreadable(file_error),
         };
+        let txn = ctx.service.begin_write().await?;
+        fence_sqlite(ctx, &txn, None).await?;
         for chunk in batch.chunks(SQLITE_ROWS_PER_INSERT) {
             let mut sql = String::from(
                 "INSERT INTO upload_row (job_id, row_number, raw_code, raw_customer, code, customer, \
@@ -298,28 +316,45 @@ async fn stage_sqlite(
             }
             txn.execute_raw(stmt(backend, &sql, values)).await?;
         }
+        txn.commit().await?;
         rows = batch.last().map(|r| r.row.row_number).unwrap_or(rows);
         ctx.check_alive()?;
     }
+    let txn = ctx.service.begin_write().await?;
+    fence_sqlite(ctx, &txn, Some(rows)).await?;
+    txn.commit().await?;
+    Ok(Ok(rows))
+}
+
+/// Within `txn`, requires that this worker still holds the job (else `LostLease`, and the
+/// transaction is dropped, so rolled back). `staged`: also move the job to `JUDGE` with that
+/// many rows.
+async fn fence_sqlite(
+    ctx: &JobCtx<'_>,
+    txn: &crate::db::WriteTxn,
+    staged: Option<i64>,
+) -> Result<(), Stop> {
+    let (sets, mut values): (&str, Vec<Value>) = match staged {
+        Some(rows) => (
+            "phase = $3, actual_row_count = $4, updated_on = $5",
+            vec![JobPhase::Judge.into(), rows.into()],
+        ),
+        None => ("updated_on = $3", vec![]),
+    };
+    values.push(crate::domain::now().into());
+    let mut params: Vec<Value> = vec![ctx.job.id.into(), ctx.cfg.instance.clone().into()];
+    params.extend(values);
     let moved = txn
         .execute_raw(stmt(
-            backend,
-            "UPDATE upload_job SET phase = $1, actual_row_count = $2, updated_on = $3 WHERE id = $4 AND lease_owner = $5",
-            vec![
-                JobPhase::Judge.into(),
-                rows.into(),
-                crate::domain::now().into(),
-                ctx.job.id.into(),
-                ctx.cfg.instance.clone().into(),
-            ],
+            ctx.backend,
+            &format!("UPDATE upload_job SET {sets} WHERE id = $1 AND lease_owner = $2"),
+            params,
         ))
         .await?;
     if moved.rows_affected() != 1 {
-        let _ = txn.rollback().await;
         return Err(Stop::LostLease);
     }
-    txn.commit().await?;
-    Ok(Ok(rows))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::subscriptions::{SUB, connect, init, recv, send};
 const BIN: &str = env!("CARGO_BIN_EXE_coupon-upload-api");
 const SECRET: &str = "cluster-test-secret-cluster-test";
 
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -40,7 +40,7 @@ async fn wait_http(url: &str, what: &str) {
 }
 
 /// moto's S3 server on a free loopback port, with a bucket `coupons`.
-async fn s3_server(dir: &Path) -> (Proc, String) {
+pub(crate) async fn s3_server(dir: &Path) -> (Proc, String) {
     let port = free_port();
     let child = Command::new("python3")
         .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])

@@ -16,11 +16,11 @@ use serde_json::{Value, json};
 use crate::helpers::postgres_url;
 
 const BIN: &str = env!("CARGO_BIN_EXE_coupon-upload-api");
-const ROWS: usize = 30_000;
+pub(crate) const ROWS: usize = 30_000;
 
-struct Server {
-    child: Child,
-    base: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) base: String,
 }
 
 impl Drop for Server {
@@ -30,7 +30,7 @@ impl Drop for Server {
     }
 }
 
-fn cli(db: &str, dir: &Path, args: &[&str]) -> String {
+pub(crate) fn cli(db: &str, dir: &Path, args: &[&str]) -> String {
     let out = Command::new(BIN)
         .args(args)
         .arg("--database-url")
@@ -51,6 +51,16 @@ fn cli(db: &str, dir: &Path, args: &[&str]) -> String {
 }
 
 async fn start(db: &str, dir: &Path) -> Server {
+    start_with(db, dir, &[], &[]).await
+}
+
+/// [`start`] with more flags (`extra`, last, so they override) and environment variables.
+pub(crate) async fn start_with(
+    db: &str,
+    dir: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Server {
     let port = free_port();
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -70,6 +80,8 @@ async fn start(db: &str, dir: &Path) -> Server {
         // The test polls fast; per-key rate limiting has its own test.
         .args(["--rate-limit-per-second", "0"])
         .args(["--file-link-secret", "crash-test-secret-crash-test-secret"])
+        .args(extra)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info,sqlx=warn")
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -99,7 +111,7 @@ async fn start(db: &str, dir: &Path) -> Server {
 
 /// Codes with every kind of outcome: valid, invalid characters, duplicated in the file, and
 /// repeated customers (the series allows one coupon per customer).
-fn file() -> String {
+pub(crate) fn file() -> String {
     let mut f = String::from("code,customer\n");
     for i in 0..ROWS {
         let code = if i % 97 == 0 {
@@ -114,7 +126,7 @@ fn file() -> String {
     f
 }
 
-async fn gql(base: &str, key: &str, query: &str, variables: Value) -> Value {
+pub(crate) async fn gql(base: &str, key: &str, query: &str, variables: Value) -> Value {
     let body: Value = reqwest::Client::new()
         .post(format!("{base}/graphql"))
         .bearer_auth(key)
@@ -129,16 +141,16 @@ async fn gql(base: &str, key: &str, query: &str, variables: Value) -> Value {
     body["data"].clone()
 }
 
-const JOB: &str = "query($id: ID!) { uploadJob(jobId: $id) { uploadStatus processedRowCount actualRowCount
+pub(crate) const JOB: &str = "query($id: ID!) { uploadJob(jobId: $id) { uploadStatus processedRowCount actualRowCount
     totalUploadedCount errorCount errorFileUrl successFileUrl audienceGroupVersion { versionNumber customerCount }
     couponSeries { numUploadedTotal } } }";
 
-async fn job(base: &str, key: &str, id: &str) -> Value {
+pub(crate) async fn job(base: &str, key: &str, id: &str) -> Value {
     gql(base, key, JOB, json!({ "id": id })).await["uploadJob"].clone()
 }
 
 /// Creates the series and uploads the file; returns (key, job id).
-async fn upload(server: &Server, key: &str) -> String {
+pub(crate) async fn upload(server: &Server, key: &str) -> String {
     let series = gql(
         &server.base,
         key,
@@ -177,7 +189,7 @@ async fn upload(server: &Server, key: &str) -> String {
 }
 
 /// The job's row as stored.
-async fn stored_job(db: &DatabaseConnection, id: i64) -> upload_job::Model {
+pub(crate) async fn stored_job(db: &DatabaseConnection, id: i64) -> upload_job::Model {
     upload_job::Entity::find_by_id(id)
         .one(db)
         .await
@@ -185,7 +197,7 @@ async fn stored_job(db: &DatabaseConnection, id: i64) -> upload_job::Model {
         .expect("job row")
 }
 
-async fn wait_end(server: &Server, key: &str, id: &str) -> Value {
+pub(crate) async fn wait_end(server: &Server, key: &str, id: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let j = job(&server.base, key, id).await;
@@ -200,7 +212,7 @@ async fn wait_end(server: &Server, key: &str, id: &str) -> Value {
     }
 }
 
-async fn download(url: &Value) -> String {
+pub(crate) async fn download(url: &Value) -> String {
     reqwest::get(url.as_str().expect("url"))
         .await
         .expect("get")
@@ -210,7 +222,7 @@ async fn download(url: &Value) -> String {
 }
 
 /// The success file without its coupon ids (ids differ between databases), and the ids.
-fn split_success(csv_text: &str) -> (String, Vec<(i64, String)>) {
+pub(crate) fn split_success(csv_text: &str) -> (String, Vec<(i64, String)>) {
     let mut masked = String::new();
     let mut ids = Vec::new();
     for (i, line) in csv_text.lines().enumerate() {
@@ -223,15 +235,15 @@ fn split_success(csv_text: &str) -> (String, Vec<(i64, String)>) {
     (masked, ids)
 }
 
-struct Outcome {
-    job: Value,
+pub(crate) struct Outcome {
+    pub(crate) job: Value,
     errors: String,
     success: String,
     ids: Vec<(i64, String)>,
 }
 
-async fn outcome(server: &Server, key: &str, id: &str, j: Value) -> Outcome {
-    let _ = (server, key, id);
+/// The job's files, downloaded.
+pub(crate) async fn outcome(j: Value) -> Outcome {
     let errors = download(&j["errorFileUrl"]).await;
     let (success, ids) = split_success(&download(&j["successFileUrl"]).await);
     Outcome {
@@ -243,7 +255,7 @@ async fn outcome(server: &Server, key: &str, id: &str, j: Value) -> Outcome {
 }
 
 /// Every coupon of the job exists once, with the id the success file gives.
-async fn check_coupons(db: &DatabaseConnection, job_id: &str, o: &Outcome) {
+pub(crate) async fn check_coupons(db: &DatabaseConnection, job_id: &str, o: &Outcome) {
     let backend = db.get_database_backend();
     let rows = db
         .query_all_raw(Statement::from_string(
@@ -346,11 +358,11 @@ async fn crash_run(db_url: &str, dir: &Path) -> (Outcome, DatabaseConnection, St
 
     let c = start(db_url, dir).await;
     let j = wait_end(&c, &key, &id).await;
-    let o = outcome(&c, &key, &id, j).await;
+    let o = outcome(j).await;
     (o, db, id)
 }
 
-async fn clean_run(db_url: &str, dir: &Path) -> Outcome {
+pub(crate) async fn clean_run(db_url: &str, dir: &Path) -> Outcome {
     let key = cli(
         db_url,
         dir,
@@ -368,10 +380,10 @@ async fn clean_run(db_url: &str, dir: &Path) -> Outcome {
     let s = start(db_url, dir).await;
     let id = upload(&s, &key).await;
     let j = wait_end(&s, &key, &id).await;
-    outcome(&s, &key, &id, j).await
+    outcome(j).await
 }
 
-async fn compare(crashed: Outcome, clean: Outcome) {
+pub(crate) async fn compare(crashed: Outcome, clean: Outcome) {
     assert_eq!(clean.job["uploadStatus"], "FINISHED", "{}", clean.job);
     assert_eq!(crashed.job["uploadStatus"], "FINISHED", "{}", crashed.job);
     for f in [
@@ -401,7 +413,7 @@ async fn compare(crashed: Outcome, clean: Outcome) {
     );
 }
 
-fn temp() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn temp() -> (tempfile::TempDir, PathBuf) {
     let d = tempfile::tempdir().expect("dir");
     let p = d.path().to_owned();
     (d, p)

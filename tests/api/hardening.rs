@@ -911,3 +911,79 @@ async fn a_database_that_is_gone_is_a_coded_503(app: TestApp) {
         .expect("send");
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+/// SQLite (the default) stays writable while a large file is staged: staging commits batch by
+/// batch, and this process's writes take turns first come first served, so a request waits for
+/// one batch, not the file. Before, staging was one transaction and every write during it
+/// waited out SQLite's busy timeout, then failed with `INTERNAL`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_stays_writable_while_a_file_is_staged() {
+    use coupon_upload_api::domain::JobPhase;
+    let app = TestApp::spawn_with(
+        crate::helpers::Backend::Sqlite,
+        crate::helpers::Options {
+            max_file_bytes: 64 * 1024 * 1024,
+            batch_rows: 50_000,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("sqlite");
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let mut file = String::with_capacity(400_000 * 16);
+    for i in 0..400_000 {
+        file.push_str(&format!("W-{i:09}\n"));
+    }
+    let job = app
+        .upload_ok(
+            &key,
+            &series,
+            file.as_bytes(),
+            json!({ "hasHeader": false }),
+        )
+        .await;
+    let job_id: i64 = job.parse().expect("id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while crate::fixtures::stored_job(&app, job_id).await.phase != JobPhase::Stage
+        || crate::fixtures::stored_job(&app, job_id)
+            .await
+            .lease_owner
+            .is_none()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "staging did not start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut during = 0;
+    for n in 0..5 {
+        let t = std::time::Instant::now();
+        let (status, body) = app
+            .gql(
+                Some(&key),
+                "mutation($n: String!) { createCouponSeries(input: { name: $n }) { id } }",
+                json!({ "n": format!("during staging {n}") }),
+            )
+            .await;
+        let took = t.elapsed();
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body.get("errors").is_none(), "{body}");
+        assert!(
+            took < std::time::Duration::from_secs(1),
+            "createCouponSeries took {took:?} while staging"
+        );
+        if crate::fixtures::stored_job(&app, job_id).await.phase == JobPhase::Stage {
+            during += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        during >= 3,
+        "the writes were sent while the file was staged ({during} of 5)"
+    );
+    let j = app.wait_job(&key, &job).await;
+    assert_eq!(j["uploadStatus"], "FINISHED", "{j}");
+    assert_eq!(j["totalUploadedCount"], 400_000, "{j}");
+}

@@ -180,7 +180,7 @@ async fn slow_requests_time_out(app: TestApp) {
     let key = app.key(ORG_A, Permission::ReadWrite).await;
     let db = app.state.service.db();
     // Hold the lock a new series needs.
-    let txn = coupon_upload_api::db::begin_write(db).await.expect("begin");
+    let txn = app.state.service.begin_write().await.expect("begin");
     if db.get_database_backend() == DbBackend::Postgres {
         txn.execute_unprepared("LOCK TABLE coupon_series IN ACCESS EXCLUSIVE MODE")
             .await

@@ -8,6 +8,7 @@ mod cli;
 mod cluster;
 mod compiled;
 mod crash;
+mod faults;
 mod fixtures;
 mod hardening;
 mod http_misc;
