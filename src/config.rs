@@ -98,6 +98,10 @@ pub struct ServeArgs {
     /// Most operations in one batched GraphQL request.
     #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = 10)]
     pub max_batch_size: usize,
+    /// Largest GraphQL response body in bytes; a larger answer is replaced by one
+    /// `RESPONSE_TOO_LARGE` error.
+    #[arg(long, env = "MAX_RESPONSE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_response_bytes: usize,
     /// Answer introspection queries (`__schema`, `__type`); on by default, for GraphiQL.
     #[arg(long, env = "INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set)]
     pub introspection: bool,
@@ -191,6 +195,7 @@ impl ServeArgs {
                 max_complexity: self.max_query_complexity,
                 max_aliases: self.max_query_aliases,
                 max_batch: self.max_batch_size,
+                max_response_bytes: self.max_response_bytes.max(1024),
                 introspection: self.introspection,
                 suggestions: self.field_suggestions,
             },

@@ -44,6 +44,8 @@ pub struct GraphqlLimits {
     pub max_aliases: usize,
     /// Most operations in one batched request.
     pub max_batch: usize,
+    /// Largest response body; a larger answer is replaced by a `RESPONSE_TOO_LARGE` error.
+    pub max_response_bytes: usize,
     pub introspection: bool,
     /// "Did you mean …?" in validation errors.
     pub suggestions: bool,
@@ -56,6 +58,7 @@ impl Default for GraphqlLimits {
             max_complexity: 20_000,
             max_aliases: 30,
             max_batch: 10,
+            max_response_bytes: 16 * 1024 * 1024,
             introspection: true,
             suggestions: true,
         }

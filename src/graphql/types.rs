@@ -493,18 +493,33 @@ impl AudienceGroup {
     async fn updated_on(&self) -> DateTime<Utc> {
         self.0.updated_on
     }
-    /// Every version, newest first.
-    async fn versions(&self, ctx: &Context<'_>) -> Result<Vec<AudienceGroupVersion>> {
+    /// The group's versions, newest first: `first` of them (at most 100), older than
+    /// `beforeVersionNumber` when given (page on with the last one's `versionNumber`).
+    #[graphql(complexity = "crate::graphql::list_complexity(Some(first), child_complexity)")]
+    async fn versions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 10)] first: i32,
+        before_version_number: Option<i32>,
+    ) -> Result<Vec<AudienceGroupVersion>> {
+        let first = crate::service::versions_page(first).map_err(|e| e.extend())?;
         let rc = request_ctx(ctx)?;
-        let vs = rc
-            .loaders()
-            .versions_of_group
-            .load_one(self.0.id)
-            .await
-            .map_err(loader_err)?;
+        let vs = match before_version_number {
+            None => rc
+                .loaders()
+                .versions_of_group
+                .load_one(self.0.id)
+                .await
+                .map_err(loader_err)?
+                .unwrap_or_default(),
+            Some(before) => service(ctx)?
+                .audience_group_versions_before(&rc.org, self.0.id, before, first)
+                .await
+                .map_err(|e| e.extend())?,
+        };
         Ok(vs
-            .unwrap_or_default()
             .into_iter()
+            .take(first as usize)
             .map(AudienceGroupVersion)
             .collect())
     }

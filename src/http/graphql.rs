@@ -188,7 +188,7 @@ async fn run(
             .metrics()
             .observe_operation(&doc.name, &first_error_code(r));
     }
-    respond(res, accept)
+    respond(res, accept, state.limits.max_response_bytes)
 }
 
 /// A single request whose document compiled to a status plan, proven valid, answered by the
@@ -211,8 +211,12 @@ async fn answer_compiled(
     let answer = plan.answer(&state.service, org, request, state.limits.max_complexity);
     let body = crate::graphql::spans::traced_compiled(answer, &doc.name).await?;
     let metrics = state.service.metrics();
-    metrics.observe_operation(&doc.name, "OK");
     metrics.count_compiled_answer();
+    if body.len() > state.limits.max_response_bytes {
+        metrics.observe_operation(&doc.name, "RESPONSE_TOO_LARGE");
+        return Some(too_large(body.len(), state.limits.max_response_bytes));
+    }
+    metrics.observe_operation(&doc.name, "OK");
     let media = if accept.contains(GRAPHQL_RESPONSE_JSON) {
         GRAPHQL_RESPONSE_JSON
     } else {
@@ -258,7 +262,7 @@ const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 /// `application/graphql-response+json` gets that media type, and 400 when the request failed
 /// before execution (parse or validation: errors without a path, no data); anything else gets
 /// the legacy `application/json` with 200.
-fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
+fn respond(res: async_graphql::BatchResponse, accept: &str, max_bytes: usize) -> Response {
     let legacy = !accept.contains(GRAPHQL_RESPONSE_JSON);
     let request_error = |r: &async_graphql::Response| {
         r.data == async_graphql::Value::Null
@@ -295,6 +299,7 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
         (status, None)
     };
     match body {
+        Ok(body) if body.len() > max_bytes => too_large(body.len(), max_bytes),
         Ok(body) => {
             let mut res =
                 (status, [(axum::http::header::CONTENT_TYPE, media)], body).into_response();
@@ -308,6 +313,32 @@ fn respond(res: async_graphql::BatchResponse, accept: &str) -> Response {
         }
         Err(e) => AppError::Internal(e.into()).into_response(),
     }
+}
+
+/// An answer over the response size limit, replaced: 200 with one error and no data (the
+/// request was valid; the client asks for less), as `application/json`, which every client reads.
+fn too_large(bytes: usize, max_bytes: usize) -> Response {
+    tracing::warn!(
+        bytes,
+        max_bytes,
+        "response over the size limit; replaced by an error"
+    );
+    let body = serde_json::json!({
+        "data": null,
+        "errors": [{
+            "message": format!(
+                "the response would be {bytes} bytes, over the limit of {max_bytes}; ask for \
+                 fewer items (a smaller `first`) or fewer fields"
+            ),
+            "extensions": { "code": "RESPONSE_TOO_LARGE" },
+        }],
+    });
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The response as JSON with each operation's `data` key removed.

@@ -15,6 +15,7 @@ mod status_page;
 mod uploads;
 
 pub use api_keys::{DEFAULT_KEY_CACHE_TTL, NewApiKey};
+pub use audience::{DEFAULT_VERSIONS_PAGE, MAX_VERSIONS_PAGE, versions_page};
 pub use series::SeriesPage;
 pub use series::{CouponSeriesChanges, NewCouponSeries};
 pub use status_page::{JobWithAudience, StatusPage, UploadStatus};

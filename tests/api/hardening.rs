@@ -987,3 +987,125 @@ async fn sqlite_stays_writable_while_a_file_is_staged() {
     assert_eq!(j["uploadStatus"], "FINISHED", "{j}");
     assert_eq!(j["totalUploadedCount"], 400_000, "{j}");
 }
+
+db_tests!(audience_group_versions_are_paged);
+
+/// `AudienceGroup.versions` is a page (10 by default, at most 100), weighted by its size in
+/// complexity, so the `versions → audienceGroup → versions` cycle cannot multiply past the
+/// limit; older versions are reached with `beforeVersionNumber`. Before, it returned every
+/// version of the group, as one list costing one point.
+async fn audience_group_versions_are_paged(app: TestApp) {
+    use sea_orm::{ActiveModelTrait, Set};
+    crate::fixtures::insert_org(&app, 1).await;
+    let series = crate::fixtures::insert_series(&app, 1, "versions").await;
+    let group = crate::fixtures::insert_group(&app, 1, series.id, 5).await;
+    for n in 1..=150 {
+        crate::fixtures::insert_version(&app, &group, n, n as i64, None).await;
+    }
+    let mut g: coupon_upload_api::entity::audience_group::ActiveModel = group.clone().into();
+    g.latest_version_number = Set(150);
+    g.update(app.state.service.db()).await.expect("group");
+    let key = app.key(1, Permission::Read).await;
+    let numbers = |data: &Value| -> Vec<i64> {
+        data["audienceGroup"]["versions"]
+            .as_array()
+            .expect("versions")
+            .iter()
+            .map(|v| v["versionNumber"].as_i64().expect("number"))
+            .collect()
+    };
+    let q = "query($id: ID!, $first: Int!, $before: Int) { audienceGroup(id: $id) {
+        latestVersion { versionNumber }
+        versions(first: $first, beforeVersionNumber: $before) { versionNumber } } }";
+    let id = group.id.to_string();
+    let d = app
+        .gql_ok(
+            &key,
+            "query($id: ID!) { audienceGroup(id: $id) { versions { versionNumber } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(numbers(&d), (141..=150).rev().collect::<Vec<_>>());
+    let d = app
+        .gql_ok(&key, q, json!({ "id": id, "first": 100, "before": null }))
+        .await;
+    assert_eq!(numbers(&d), (51..=150).rev().collect::<Vec<_>>());
+    assert_eq!(d["audienceGroup"]["latestVersion"]["versionNumber"], 150);
+    let d = app
+        .gql_ok(&key, q, json!({ "id": id, "first": 100, "before": 51 }))
+        .await;
+    assert_eq!(numbers(&d), (1..=50).rev().collect::<Vec<_>>());
+    let (_, body) = app
+        .gql(
+            Some(&key),
+            q,
+            json!({ "id": id, "first": 101, "before": null }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    // The cycle, two levels deep at 100 a page, is over the complexity limit before it runs.
+    let cycle = "query($id: ID!) { audienceGroup(id: $id) { versions(first: 100) {
+        audienceGroup { versions(first: 100) { audienceGroup { versions(first: 100) { id } } } } } } }";
+    let (_, body) = app.gql(Some(&key), cycle, json!({ "id": id })).await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    assert!(
+        body.to_string().contains("complex"),
+        "refused for its complexity: {body}"
+    );
+}
+
+crate::db_tests_with!(
+    crate::helpers::Options {
+        graphql: coupon_upload_api::graphql::GraphqlLimits {
+            max_response_bytes: 2048,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    responses_over_the_size_limit_are_refused
+);
+
+/// An answer over `MAX_RESPONSE_BYTES` is replaced by one coded error, whichever way it was
+/// produced (the executor, or the compiled status plan once its document is proven).
+async fn responses_over_the_size_limit_are_refused(app: TestApp) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    for n in 0..12 {
+        app.create_series(
+            &key,
+            json!({ "name": format!("series number {n:04} with a long name") }),
+        )
+        .await;
+    }
+    let small = "query { couponSeriesList(first: 1) { nodes { id } } }";
+    let (_, body) = app.gql(Some(&key), small, json!({})).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let big = "query { couponSeriesList(first: 100) { nodes { id name description maxCreate createdOn updatedOn } } }";
+    let (status, body) = app.gql(Some(&key), big, json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(code(&body), "RESPONSE_TOO_LARGE", "{body}");
+    assert!(body["data"].is_null(), "{body}");
+    // The status plan answers a document once proven: proven on a series with one job, it
+    // answers for a series with six, and that answer is held to the same limit.
+    let other = app.create_series(&key, json!({ "name": "six jobs" })).await;
+    let job = app.upload_ok(&key, &series, b"code\nA1\n", json!({})).await;
+    app.wait_job(&key, &job).await;
+    for n in 0..6 {
+        let job = app
+            .upload_ok(&key, &other, format!("code\nB{n}\n").as_bytes(), json!({}))
+            .await;
+        app.wait_job(&key, &job).await;
+    }
+    let status_q = "query($s: ID!) { uploadStatus(couponSeriesId: $s) { uploadJobStatuses {
+        jobId uploadStatus uploadedFileName uploadedFileUrl errorFileUrl successFileUrl } } }";
+    let (_, body) = app.gql(Some(&key), status_q, json!({ "s": series })).await;
+    assert!(body.get("errors").is_none(), "{body}");
+    let compiled = app.state.service.metrics().compiled_answers();
+    let (_, body) = app.gql(Some(&key), status_q, json!({ "s": other })).await;
+    assert_eq!(code(&body), "RESPONSE_TOO_LARGE", "{body}");
+    assert_eq!(
+        app.state.service.metrics().compiled_answers(),
+        compiled + 1,
+        "answered by the plan"
+    );
+}

@@ -21,7 +21,7 @@ async fn depth_complexity_aliases_and_batches_are_limited(app: TestApp) {
     // Depth: 13 levels through the audience group and its versions.
     let mut deep = String::from("id");
     for _ in 0..6 {
-        deep = format!("audienceGroup {{ versions {{ {deep} }} }}");
+        deep = format!("audienceGroup {{ versions(first: 1) {{ {deep} }} }}");
     }
     let q = format!("{{ uploadJob(jobId: \"{}\") {{ {deep} }} }}", f.jobs[2]);
     let (status, body) = app.gql(Some(&key), &q, json!({})).await;

@@ -20,7 +20,7 @@ const NESTED: &str = r#"query($id: ID!) { uploadStatus(couponSeriesId: $id) {
       uploadedFileUrl totalUploadedCount actualRowCount errorCount uploadTableName uploadedFileName
       audienceGroupId audienceGroupVersionId customerIdentifier processedRowCount
       couponSeries { id name }
-      audienceGroup { id name customerCount versions { id versionNumber } latestVersion { id } }
+      audienceGroup { id name customerCount versions(first: 3) { id versionNumber } latestVersion { id } }
       audienceGroupVersion { id versionNumber customerCount audienceGroup { id } }
     } } }"#;
 
