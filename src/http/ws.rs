@@ -128,6 +128,21 @@ struct Activity {
     received: u64,
     /// The client sent a message or frame over the size limit.
     too_large: bool,
+    /// The client has sent `connection_init`.
+    init_sent: bool,
+    /// The client sent something other than `connection_init` (or a ping) before it.
+    premature: bool,
+}
+
+/// What the socket reads of a client's message itself: its `type` and `id`, borrowed; the rest
+/// (a payload, say) is skipped without being built. Before `connection_init`, the `type` is all
+/// that decides what happens to a message.
+#[derive(serde::Deserialize)]
+struct Head<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    id: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Activity {
@@ -137,21 +152,34 @@ impl Activity {
             last: std::time::Instant::now(),
             received: 0,
             too_large: false,
+            init_sent: false,
+            premature: false,
         }
     }
 
     fn message(bytes: &[u8]) -> Option<(String, String)> {
-        let v: Value = serde_json::from_slice(bytes).ok()?;
+        let head: Head = serde_json::from_slice(bytes).ok()?;
         Some((
-            v["type"].as_str()?.to_owned(),
-            v["id"].as_str().unwrap_or_default().to_owned(),
+            head.kind?.into_owned(),
+            head.id.map(|i| i.into_owned()).unwrap_or_default(),
         ))
     }
 
     fn client_message(&mut self, bytes: &[u8]) {
         self.last = std::time::Instant::now();
         self.received += 1;
-        match Self::message(bytes) {
+        let message = Self::message(bytes);
+        if !self.init_sent {
+            match message.as_ref().map(|(t, _)| t.as_str()) {
+                Some("connection_init") => self.init_sent = true,
+                Some("ping" | "pong") => {}
+                // Anything else (an operation, or not a message) before the socket is
+                // initialised: it is not handed on, and the socket closes with 4401.
+                _ => self.premature = true,
+            }
+            return;
+        }
+        match message {
             Some((t, id)) if t == "subscribe" || t == "start" => {
                 self.operations.insert(id);
             }
@@ -278,10 +306,14 @@ async fn serve(
                 a.client_message(bytes);
             }
         })
-        // Past the cap on operations in flight the input ends, and the socket closes (4429).
+        // Past the cap on operations in flight the input ends, and the socket closes (4429);
+        // so it does at a message before `connection_init` (4401).
         .take_while(move |_| {
-            let n = over.lock().map(|a| a.operations.len()).unwrap_or(0);
-            futures_util::future::ready(n <= max_operations)
+            let (n, premature) = over
+                .lock()
+                .map(|a| (a.operations.len(), a.premature))
+                .unwrap_or((0, true));
+            futures_util::future::ready(n <= max_operations && !premature)
         });
     let pending: Arc<Mutex<Option<Slot<std::net::IpAddr>>>> = Arc::new(Mutex::new(Some(pending)));
     let authenticated = pending.clone();
@@ -369,12 +401,14 @@ async fn serve(
                     return;
                 }
                 None => {
-                    let (too_large, operations) = activity
+                    let (too_large, operations, premature) = activity
                         .lock()
-                        .map(|a| (a.too_large, a.operations.len()))
+                        .map(|a| (a.too_large, a.operations.len(), a.premature))
                         .unwrap_or_default();
                     let frame = if too_large {
                         Some(CloseFrame { code: 1009, reason: "message too big".into() })
+                    } else if premature {
+                        Some(CloseFrame { code: 4401, reason: "Unauthorized: send connection_init first".into() })
                     } else if operations > state.ws.max_operations {
                         Some(CloseFrame { code: 4429, reason: "too many operations in flight".into() })
                     } else {

@@ -1109,3 +1109,54 @@ async fn responses_over_the_size_limit_are_refused(app: TestApp) {
         "answered by the plan"
     );
 }
+
+db_tests!(websocket_reads_only_the_type_before_connection_init);
+
+/// Before `connection_init` a socket reads only each message's `type`: a ping may come, but an
+/// operation (or anything that is not a message) closes the socket with 4401, as the
+/// graphql-transport-ws protocol says, without the operation being looked at.
+async fn websocket_reads_only_the_type_before_connection_init(app: TestApp) {
+    use crate::subscriptions::{SUB, connect, recv, send};
+    let key = app.key(1, Permission::Read).await;
+    let series = app
+        .create_series(&app.key(1, Permission::ReadWrite).await, json!({}))
+        .await;
+    for premature in [
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": SUB, "variables": { "s": series } } }),
+        json!({ "id": "1", "type": "subscribe", "payload": { "query": "{ __typename" } }),
+        json!(["not", "a", "message"]),
+    ] {
+        let mut ws = connect(&app.base, "graphql-transport-ws").await;
+        send(&mut ws, premature.clone()).await;
+        let m = recv(&mut ws).await;
+        assert_eq!(m["close"], 4401, "{premature}: {m}");
+    }
+    // A ping first is fine; then the socket initialises and works.
+    let mut ws = connect(&app.base, "graphql-transport-ws").await;
+    send(&mut ws, json!({ "type": "ping" })).await;
+    send(
+        &mut ws,
+        json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {key}") } }),
+    )
+    .await;
+    let mut m = recv(&mut ws).await;
+    if m["type"] == "pong" {
+        m = recv(&mut ws).await;
+    }
+    assert_eq!(m["type"], "connection_ack", "{m}");
+    send(
+        &mut ws,
+        json!({ "id": "q", "type": "subscribe", "payload": { "query": "{ __typename }" } }),
+    )
+    .await;
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let m = recv(&mut ws).await;
+        got.push(m.clone());
+        if m["type"] == "next" {
+            assert_eq!(m["payload"]["data"]["__typename"], "Query", "{m}");
+            return;
+        }
+    }
+    panic!("no answer after init: {got:?}");
+}
