@@ -64,6 +64,15 @@ string_enum! {
 }
 
 string_enum! {
+    /// Whether a coupon can be redeemed. A revoked coupon stays in the inventory and still
+    /// blocks the same code from being uploaded again in the org.
+    CouponStatus {
+        Active => "ACTIVE",
+        Revoked => "REVOKED",
+    }
+}
+
+string_enum! {
     /// How a coupon series hands out codes; uploaded codes are `DISC_CODE_PIN`.
     ClientHandlingType {
         DiscCodePin => "DISC_CODE_PIN",

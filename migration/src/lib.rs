@@ -11,6 +11,7 @@ mod m20261126_000002_uploads;
 mod m20261126_000003_coupon_without_fks;
 mod m20261126_000004_coupon_id_block;
 mod m20261126_000005_maybe_duplicate;
+mod m20261202_000006_coupons_as_data;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_coupon_without_fks::Migration),
             Box::new(m20261126_000004_coupon_id_block::Migration),
             Box::new(m20261126_000005_maybe_duplicate::Migration),
+            Box::new(m20261202_000006_coupons_as_data::Migration),
         ]
     }
 }

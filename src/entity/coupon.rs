@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::domain::CustomerIdentifierType;
+use crate::domain::{CouponStatus, CustomerIdentifierType};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "coupon")]
@@ -17,6 +17,8 @@ pub struct Model {
     pub customer_identifier_type: Option<CustomerIdentifierType>,
     pub customer_identifier: Option<String>,
     pub created_on: DateTimeUtc,
+    pub status: CouponStatus,
+    pub revoked_on: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

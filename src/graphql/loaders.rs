@@ -8,9 +8,9 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 use crate::domain::OrgContext;
-use crate::entity::{audience_group, audience_group_version, coupon_series};
+use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::AppError;
-use crate::service::Service;
+use crate::service::{CouponFilter, CouponPage, JobCoupons, Page, Service};
 
 pub struct Loaders {
     pub coupon_series: DataLoader<CouponSeriesById, HashMapCache>,
@@ -18,6 +18,8 @@ pub struct Loaders {
     pub audience_group_by_series: DataLoader<AudienceGroupBySeries, HashMapCache>,
     pub audience_group_version: DataLoader<AudienceGroupVersionById, HashMapCache>,
     pub versions_of_group: DataLoader<VersionsOfGroup, HashMapCache>,
+    pub upload_job: DataLoader<UploadJobById, HashMapCache>,
+    pub coupons_of_job: DataLoader<CouponsOfJob, HashMapCache>,
 }
 
 impl Loaders {
@@ -31,7 +33,13 @@ impl Loaders {
             audience_group: dl(AudienceGroupById(scope.clone())),
             audience_group_by_series: dl(AudienceGroupBySeries(scope.clone())),
             audience_group_version: dl(AudienceGroupVersionById(scope.clone())),
-            versions_of_group: dl(VersionsOfGroup(scope)),
+            versions_of_group: dl(VersionsOfGroup(scope.clone())),
+            upload_job: dl(UploadJobById(scope.clone())),
+            coupons_of_job: DataLoader::with_cache(
+                CouponsOfJob(scope),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
         }
     }
 }
@@ -44,6 +52,8 @@ impl Loaders {
         self.audience_group_by_series.clear::<i64>();
         self.audience_group_version.clear::<i64>();
         self.versions_of_group.clear::<i64>();
+        self.upload_job.clear::<i64>();
+        self.coupons_of_job.clear::<JobPageKey>();
     }
 }
 
@@ -93,3 +103,49 @@ org_loader!(
     Vec<audience_group_version::Model>,
     audience_group_versions_by_group_ids
 );
+
+org_loader!(UploadJobById, upload_job::Model, upload_jobs_by_ids);
+
+/// One job's page of coupons, as `UploadJob.coupons(first, after, filter)` asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct JobPageKey {
+    pub job: JobCoupons,
+    pub filter: CouponFilter,
+    pub page: Page,
+}
+
+/// Pages of many jobs' coupons: one statement per distinct (filter, page) asked for.
+pub struct CouponsOfJob(Scope);
+
+impl Loader<JobPageKey> for CouponsOfJob {
+    type Value = CouponPage;
+    type Error = Arc<AppError>;
+
+    async fn load(
+        &self,
+        keys: &[JobPageKey],
+    ) -> Result<HashMap<JobPageKey, CouponPage>, Self::Error> {
+        let mut asks: HashMap<(&CouponFilter, Page), Vec<JobCoupons>> = HashMap::new();
+        for k in keys {
+            asks.entry((&k.filter, k.page)).or_default().push(k.job);
+        }
+        let mut out = HashMap::new();
+        for ((filter, page), jobs) in asks {
+            let mut pages = self
+                .0
+                .service
+                .coupons_of_jobs(&self.0.org, &jobs, filter, page)
+                .await
+                .map_err(Arc::new)?;
+            for job in jobs {
+                let key = JobPageKey {
+                    job,
+                    filter: filter.clone(),
+                    page,
+                };
+                out.insert(key, pages.remove(&job.job_id).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}

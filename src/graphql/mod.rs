@@ -3,6 +3,7 @@
 //! errors with `.gql()` so every error carries `extensions.code`.
 
 pub mod compiled;
+mod coupons;
 pub mod gate;
 mod loaders;
 mod mutation;

@@ -122,6 +122,26 @@ impl MutationRoot {
         ))
     }
 
+    /// Revokes coupons of a series by code (at most 1,000 per call). A revoked coupon stays in
+    /// the inventory as `REVOKED`, no longer counts towards `numUploadedTotal` or `maxCreate`,
+    /// and still blocks its code from being uploaded again in the org. Codes the series does
+    /// not have are reported in `unknownCodes`, not an error. Needs a READ_WRITE key.
+    async fn revoke_coupons(
+        &self,
+        ctx: &Context<'_>,
+        coupon_series_id: ID,
+        codes: Vec<String>,
+    ) -> Result<super::coupons::RevokeResult> {
+        let rc = request_ctx(ctx)?;
+        let id = parse_id("couponSeriesId", &coupon_series_id).gql()?;
+        Ok(super::coupons::RevokeResult(
+            service(ctx)?
+                .revoke_coupons(&rc.org, id, &codes)
+                .await
+                .gql()?,
+        ))
+    }
+
     /// Cancels an upload job: a job not yet started ends `CANCELLED` at once; one in progress
     /// stops at its next batch, keeping what it committed. Needs a READ_WRITE key.
     async fn cancel_upload_job(&self, ctx: &Context<'_>, job_id: ID) -> Result<UploadJob> {

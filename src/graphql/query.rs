@@ -96,6 +96,20 @@ impl QueryRoot {
         Ok(conn)
     }
 
+    /// The caller's org's coupon with this code (codes are unique in an org); null if none.
+    async fn coupon(
+        &self,
+        ctx: &Context<'_>,
+        code: String,
+    ) -> Result<Option<super::coupons::Coupon>> {
+        let rc = request_ctx(ctx)?;
+        Ok(service(ctx)?
+            .coupon_by_code(&rc.org, &code)
+            .await
+            .gql()?
+            .map(super::coupons::Coupon))
+    }
+
     /// One audience group of the caller's org; null if there is none with this id.
     async fn audience_group(&self, ctx: &Context<'_>, id: ID) -> Result<Option<AudienceGroup>> {
         let rc = request_ctx(ctx)?;

@@ -26,7 +26,7 @@ fn id(n: i64) -> ID {
     ID(n.to_string())
 }
 
-fn loader_err(e: Arc<AppError>) -> async_graphql::Error {
+pub(crate) fn loader_err(e: Arc<AppError>) -> async_graphql::Error {
     e.as_ref().extend()
 }
 
@@ -352,6 +352,37 @@ macro_rules! job_object {
                 }
             )*
             $($extra)*
+            /// The coupons the job created, oldest first (Relay connection; `first` default 100, at
+            /// most 500). A page of many jobs' coupons is read in one statement.
+            #[graphql(complexity = "crate::graphql::list_complexity(first, child_complexity)")]
+            async fn coupons(
+                &self,
+                ctx: &Context<'_>,
+                first: Option<i32>,
+                after: Option<String>,
+                filter: Option<super::coupons::CouponFilterInput>,
+            ) -> Result<super::coupons::CouponConnection> {
+                let rc = request_ctx(ctx)?;
+                let (page, filter) = super::coupons::coupon_args(first, after, filter).gql()?;
+                let job = service::JobCoupons::of(&self.0);
+                let got = rc
+                    .loaders()
+                    .coupons_of_job
+                    .load_one(super::loaders::JobPageKey {
+                        job,
+                        filter: filter.clone(),
+                        page,
+                    })
+                    .await
+                    .map_err(loader_err)?
+                    .unwrap_or_default();
+                Ok(super::coupons::connection(
+                    service::CouponScope::Job(job),
+                    filter,
+                    page,
+                    got,
+                ))
+            }
         }
     };
 }
@@ -444,6 +475,24 @@ impl CouponSeries {
     }
     async fn updated_on(&self) -> DateTime<Utc> {
         self.0.updated_on
+    }
+    /// The series' coupons, oldest first (Relay connection; `first` default 100, at most 500).
+    #[graphql(complexity = "crate::graphql::list_complexity(first, child_complexity)")]
+    async fn coupons(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<super::coupons::CouponFilterInput>,
+    ) -> Result<super::coupons::CouponConnection> {
+        let rc = request_ctx(ctx)?;
+        let (page, filter) = super::coupons::coupon_args(first, after, filter).gql()?;
+        let scope = service::CouponScope::Series(self.0.id);
+        let got = service(ctx)?
+            .coupons_page(&rc.org, scope, &filter, page)
+            .await
+            .gql()?;
+        Ok(super::coupons::connection(scope, filter, page, got))
     }
     /// The audience group formed by the series' tagged uploads; null until the first one.
     async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {

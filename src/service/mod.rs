@@ -7,6 +7,7 @@
 
 mod api_keys;
 mod audience;
+mod coupons;
 mod scrape;
 mod series;
 mod status;
@@ -16,6 +17,9 @@ mod uploads;
 
 pub use api_keys::{DEFAULT_KEY_CACHE_TTL, NewApiKey};
 pub use audience::{DEFAULT_VERSIONS_PAGE, MAX_VERSIONS_PAGE, versions_page};
+pub use coupons::{
+    CouponFilter, CouponPage, CouponScope, JobCoupons, MAX_REVOKE_CODES, Revoked, checked_code,
+};
 pub use series::SeriesPage;
 pub use series::{CouponSeriesChanges, NewCouponSeries};
 pub use status_page::{JobWithAudience, StatusPage, UploadStatus};
@@ -168,7 +172,7 @@ impl Service {
 }
 
 /// Keyset paging: `first` items after the item whose id is `after`, newest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Page {
     pub first: u64,
     pub after: Option<i64>,

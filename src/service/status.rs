@@ -209,4 +209,17 @@ impl Service {
             .one(&self.db)
             .await?)
     }
+
+    pub async fn upload_jobs_by_ids(
+        &self,
+        org: &OrgContext,
+        ids: &[i64],
+    ) -> AppResult<std::collections::HashMap<i64, upload_job::Model>> {
+        let rows = upload_job::Entity::find()
+            .filter(upload_job::Column::OrgId.eq(org_of(org)))
+            .filter(upload_job::Column::Id.is_in(ids.iter().copied()))
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|j| (j.id, j)).collect())
+    }
 }

@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod cluster;
 mod compiled;
+mod coupons;
 mod crash;
 mod faults;
 mod fixtures;

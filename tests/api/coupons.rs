@@ -1,0 +1,366 @@
+//! Coupons as data: `coupon(code:)`, the `coupons` connections of a series and of a job (every
+//! filter, page boundaries, cursors), and `revokeCoupons` (counts, audience version, re-upload
+//! blocked, bad input changing nothing).
+
+use coupon_upload_api::domain::Permission;
+use coupon_upload_api::entity::coupon;
+use sea_orm::{EntityTrait, PaginatorTrait};
+use serde_json::{Value, json};
+
+use crate::db_tests;
+use crate::helpers::{TestApp, code};
+
+db_tests!(
+    a_code_is_found_in_its_org_only,
+    a_series_coupons_are_paged_and_filtered,
+    coupons_are_revoked_by_code
+);
+
+/// A series with 25 coupons from two uploads: 20 tagged (`EXTERNAL_ID`, customers C-0..C-9,
+/// two each), then 5 untagged. Returns (key, series, first job, second job).
+async fn series_with_coupons(app: &TestApp) -> (String, String, String, String) {
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app
+        .create_series(&key, json!({ "allowMultiplePerCustomer": true }))
+        .await;
+    let mut tagged = String::from("code,customer\n");
+    for i in 0..20 {
+        tagged.push_str(&format!("SUMMER-{i:03},C-{}\n", i % 10));
+    }
+    let a = app
+        .upload_ok(
+            &key,
+            &series,
+            tagged.as_bytes(),
+            json!({ "kind": "EXTERNAL_ID", "customerColumn": 1, "codeColumn": 0 }),
+        )
+        .await;
+    let ja = app.wait_job(&key, &a).await;
+    assert_eq!(ja["totalUploadedCount"], 20, "{ja}");
+    let mut plain = String::from("code\n");
+    for i in 0..5 {
+        plain.push_str(&format!("WINTER-{i:03}\n"));
+    }
+    let b = app
+        .upload_ok(&key, &series, plain.as_bytes(), json!({}))
+        .await;
+    app.wait_job(&key, &b).await;
+    (key, series, a, b)
+}
+
+const COUPON: &str = "query($c: String!) { coupon(code: $c) { id code status customerIdentifierType
+    customerIdentifier createdOn revokedOn couponSeries { id } uploadJob { jobId } } }";
+
+async fn a_code_is_found_in_its_org_only(app: TestApp) {
+    let (key, series, job, _) = series_with_coupons(&app).await;
+    let d = app.gql_ok(&key, COUPON, json!({ "c": "SUMMER-007" })).await;
+    let c = &d["coupon"];
+    assert_eq!(c["code"], "SUMMER-007", "{d}");
+    assert_eq!(c["status"], "ACTIVE");
+    assert_eq!(c["customerIdentifierType"], "EXTERNAL_ID");
+    assert_eq!(c["customerIdentifier"], "C-7");
+    assert_eq!(c["couponSeries"]["id"], series.as_str());
+    assert_eq!(c["uploadJob"]["jobId"], job.as_str());
+    assert!(c["revokedOn"].is_null());
+    // Codes are case-sensitive; an unknown code is null.
+    for unknown in ["summer-007", "NOPE"] {
+        let d = app.gql_ok(&key, COUPON, json!({ "c": unknown })).await;
+        assert!(d["coupon"].is_null(), "{unknown}: {d}");
+    }
+    // Another org's key never sees it.
+    let other = app.key(2, Permission::ReadWrite).await;
+    let d = app
+        .gql_ok(&other, COUPON, json!({ "c": "SUMMER-007" }))
+        .await;
+    assert!(d["coupon"].is_null(), "{d}");
+    // A code no coupon can have is a coded error.
+    for bad in ["A\u{7}B", "", "has space", &"X".repeat(300)] {
+        let (_, body) = app.gql(Some(&key), COUPON, json!({ "c": bad })).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{bad:?}: {body}");
+    }
+}
+
+fn codes(conn: &Value) -> Vec<String> {
+    conn["edges"]
+        .as_array()
+        .unwrap_or_else(|| panic!("edges: {conn}"))
+        .iter()
+        .map(|e| e["node"]["code"].as_str().expect("code").to_owned())
+        .collect()
+}
+
+const PAGE: &str = "query($s: ID!, $first: Int, $after: String, $f: CouponFilter) {
+    couponSeries(id: $s) { coupons(first: $first, after: $after, filter: $f) {
+      totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
+      edges { cursor node { code status customerIdentifier uploadJob { jobId } } } } } }";
+
+async fn page(app: &TestApp, key: &str, series: &str, vars: Value) -> Value {
+    let mut v = vars;
+    v["s"] = json!(series);
+    app.gql_ok(key, PAGE, v).await["couponSeries"]["coupons"].clone()
+}
+
+async fn a_series_coupons_are_paged_and_filtered(app: TestApp) {
+    let (key, series, first_job, second_job) = series_with_coupons(&app).await;
+    // Pages of 10, 10 and 5, oldest first, every code once.
+    let mut all = Vec::new();
+    let mut after: Option<String> = None;
+    for (n, more) in [(10, true), (10, true), (5, false)] {
+        let p = page(&app, &key, &series, json!({ "first": 10, "after": after })).await;
+        assert_eq!(codes(&p).len(), n, "{p}");
+        assert_eq!(p["pageInfo"]["hasNextPage"], more, "{p}");
+        assert_eq!(p["pageInfo"]["hasPreviousPage"], after.is_some(), "{p}");
+        assert_eq!(p["totalCount"], 25);
+        all.extend(codes(&p));
+        after = p["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+    }
+    let mut expected: Vec<String> = (0..20).map(|i| format!("SUMMER-{i:03}")).collect();
+    expected.extend((0..5).map(|i| format!("WINTER-{i:03}")));
+    assert_eq!(all, expected);
+    // Past the end: an empty page.
+    let p = page(&app, &key, &series, json!({ "first": 10, "after": after })).await;
+    assert!(
+        codes(&p).is_empty() && p["pageInfo"]["hasNextPage"] == false,
+        "{p}"
+    );
+    // Filters.
+    let p = page(
+        &app,
+        &key,
+        &series,
+        json!({ "f": { "codePrefix": "WINTER-00" } }),
+    )
+    .await;
+    assert_eq!(codes(&p).len(), 5, "{p}");
+    assert_eq!(p["totalCount"], 5);
+    let p = page(
+        &app,
+        &key,
+        &series,
+        json!({ "f": { "codePrefix": "SUMMER-01" } }),
+    )
+    .await;
+    assert_eq!(codes(&p).len(), 10, "{p}");
+    let p = page(
+        &app,
+        &key,
+        &series,
+        json!({ "f": { "customerIdentifier": "C-3" } }),
+    )
+    .await;
+    assert_eq!(codes(&p), vec!["SUMMER-003", "SUMMER-013"], "{p}");
+    let p = page(
+        &app,
+        &key,
+        &series,
+        json!({ "f": { "uploadJobId": second_job } }),
+    )
+    .await;
+    assert_eq!(codes(&p).len(), 5, "{p}");
+    let p = page(&app, &key, &series, json!({ "f": { "status": "REVOKED" } })).await;
+    assert!(codes(&p).is_empty(), "{p}");
+    let p = page(
+        &app,
+        &key,
+        &series,
+        json!({ "f": { "uploadJobId": first_job, "customerIdentifier": "C-3", "codePrefix": "SUMMER-00" } }),
+    )
+    .await;
+    assert_eq!(codes(&p), vec!["SUMMER-003"], "{p}");
+    // A job's own coupons, and the same in a status page.
+    let d = app
+        .gql_ok(
+            &key,
+            "query($j: ID!) { uploadJob(jobId: $j) { coupons(first: 3) { totalCount
+                pageInfo { hasNextPage } nodes { code } } } }",
+            json!({ "j": second_job }),
+        )
+        .await;
+    let c = &d["uploadJob"]["coupons"];
+    assert_eq!(c["totalCount"], 5, "{d}");
+    assert_eq!(c["pageInfo"]["hasNextPage"], true);
+    assert_eq!(c["nodes"].as_array().map(Vec::len), Some(3));
+    let d = app
+        .gql_ok(
+            &key,
+            "query($s: ID!) { uploadStatus(couponSeriesId: $s) { uploadJobStatuses { jobId
+                coupons(first: 2) { nodes { code } } } } }",
+            json!({ "s": series }),
+        )
+        .await;
+    let jobs = d["uploadStatus"]["uploadJobStatuses"]
+        .as_array()
+        .expect("jobs");
+    assert_eq!(jobs.len(), 2, "{d}");
+    for j in jobs {
+        let want = if j["jobId"] == first_job.as_str() {
+            ["SUMMER-000", "SUMMER-001"]
+        } else {
+            ["WINTER-000", "WINTER-001"]
+        };
+        assert_eq!(
+            j["coupons"]["nodes"],
+            json!(want.map(|c| json!({ "code": c }))),
+            "{d}"
+        );
+    }
+    // Bad input is coded: a page too large, a cursor of another kind, junk in a filter.
+    let series_cursor = app
+        .gql_ok(
+            &key,
+            "{ couponSeriesList(first: 1) { pageInfo { endCursor } } }",
+            json!({}),
+        )
+        .await["couponSeriesList"]["pageInfo"]["endCursor"]
+        .clone();
+    for vars in [
+        json!({ "first": 501 }),
+        json!({ "after": series_cursor }),
+        json!({ "after": "not a cursor" }),
+        json!({ "f": { "codePrefix": "A\u{0}" } }),
+        json!({ "f": { "uploadJobId": "x" } }),
+        json!({ "f": { "customerIdentifier": "" } }),
+    ] {
+        let mut v = vars.clone();
+        v["s"] = json!(series);
+        let (_, body) = app.gql(Some(&key), PAGE, v).await;
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{vars}: {body}");
+    }
+}
+
+const REVOKE: &str =
+    "mutation($s: ID!, $codes: [String!]!) { revokeCoupons(couponSeriesId: $s, codes: $codes) {
+    revokedCount revoked { code status revokedOn } alreadyRevokedCodes unknownCodes } }";
+
+async fn series_state(app: &TestApp, key: &str, series: &str) -> Value {
+    app.gql_ok(
+        key,
+        "query($s: ID!) { couponSeries(id: $s) { numUploadedTotal audienceGroup { customerCount
+            latestVersion { versionNumber customerCount } } } }",
+        json!({ "s": series }),
+    )
+    .await["couponSeries"]
+        .clone()
+}
+
+async fn coupons_are_revoked_by_code(app: TestApp) {
+    let (key, series, _, _) = series_with_coupons(&app).await;
+    let before = series_state(&app, &key, &series).await;
+    assert_eq!(before["numUploadedTotal"], 25, "{before}");
+    assert_eq!(before["audienceGroup"]["customerCount"], 10, "{before}");
+    // C-3 holds SUMMER-003 and SUMMER-013: revoking both takes C-3 out of the group;
+    // WINTER-000 is untagged; NOPE-1 is not in the series.
+    let d = app
+        .gql_ok(
+            &key,
+            REVOKE,
+            json!({ "s": series, "codes": ["SUMMER-003", "SUMMER-013", "WINTER-000", "NOPE-1", "NOPE-1"] }),
+        )
+        .await;
+    let r = &d["revokeCoupons"];
+    assert_eq!(r["revokedCount"], 3, "{d}");
+    assert_eq!(r["unknownCodes"], json!(["NOPE-1"]), "{d}");
+    assert_eq!(r["alreadyRevokedCodes"], json!([]), "{d}");
+    assert!(
+        r["revoked"]
+            .as_array()
+            .expect("revoked")
+            .iter()
+            .all(|c| c["status"] == "REVOKED" && !c["revokedOn"].is_null()),
+        "{d}"
+    );
+    let after = series_state(&app, &key, &series).await;
+    assert_eq!(
+        after["numUploadedTotal"], 22,
+        "active coupons only: {after}"
+    );
+    assert_eq!(after["audienceGroup"]["customerCount"], 9, "{after}");
+    assert_eq!(
+        after["audienceGroup"]["latestVersion"]["versionNumber"].as_i64(),
+        before["audienceGroup"]["latestVersion"]["versionNumber"]
+            .as_i64()
+            .map(|n| n + 1),
+        "a new version without the revoked customers: {after}"
+    );
+    let d = app.gql_ok(&key, COUPON, json!({ "c": "SUMMER-003" })).await;
+    assert_eq!(d["coupon"]["status"], "REVOKED", "{d}");
+    let p = page(&app, &key, &series, json!({ "f": { "status": "REVOKED" } })).await;
+    assert_eq!(
+        codes(&p),
+        vec!["SUMMER-003", "SUMMER-013", "WINTER-000"],
+        "{p}"
+    );
+    // Again: nothing more happens, and it says so.
+    let d = app
+        .gql_ok(
+            &key,
+            REVOKE,
+            json!({ "s": series, "codes": ["SUMMER-003"] }),
+        )
+        .await;
+    assert_eq!(d["revokeCoupons"]["revokedCount"], 0, "{d}");
+    assert_eq!(
+        d["revokeCoupons"]["alreadyRevokedCodes"],
+        json!(["SUMMER-003"])
+    );
+    assert_eq!(series_state(&app, &key, &series).await, after);
+    // A revoked code still blocks its upload again, and the error says why.
+    let j = app
+        .upload_ok(&key, &series, b"code\nSUMMER-003\n", json!({}))
+        .await;
+    let j = app.wait_job(&key, &j).await;
+    assert_eq!(
+        (j["totalUploadedCount"].clone(), j["errorCount"].clone()),
+        (json!(0), json!(1)),
+        "{j}"
+    );
+    let errors = app.download(&j["errorFileUrl"]).await;
+    assert!(errors.contains("CODE_ALREADY_EXISTS"), "{errors}");
+    // Bad input changes nothing: a READ key, too many codes, a bad code, another org's series.
+    let stored = || async {
+        coupon::Entity::find()
+            .all(app.state.service.db())
+            .await
+            .expect("coupons")
+    };
+    let snapshot = stored().await;
+    let read = app.key(1, Permission::Read).await;
+    let (_, body) = app
+        .gql(
+            Some(&read),
+            REVOKE,
+            json!({ "s": series, "codes": ["SUMMER-001"] }),
+        )
+        .await;
+    assert_eq!(code(&body), "FORBIDDEN", "{body}");
+    let many: Vec<String> = (0..1_001).map(|i| format!("SUMMER-{i:03}")).collect();
+    let (_, body) = app
+        .gql(Some(&key), REVOKE, json!({ "s": series, "codes": many }))
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    let (_, body) = app
+        .gql(
+            Some(&key),
+            REVOKE,
+            json!({ "s": series, "codes": ["SUMMER-001", "BAD\u{1b}"] }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+    let other = app.key(2, Permission::ReadWrite).await;
+    let (_, body) = app
+        .gql(
+            Some(&other),
+            REVOKE,
+            json!({ "s": series, "codes": ["SUMMER-001"] }),
+        )
+        .await;
+    assert_eq!(code(&body), "NOT_FOUND", "{body}");
+    assert_eq!(stored().await, snapshot, "nothing changed");
+    assert_eq!(
+        coupon::Entity::find()
+            .count(app.state.service.db())
+            .await
+            .expect("count"),
+        25
+    );
+}
