@@ -20,6 +20,7 @@ pub struct Loaders {
     pub versions_of_group: DataLoader<VersionsOfGroup, HashMapCache>,
     pub upload_job: DataLoader<UploadJobById, HashMapCache>,
     pub coupons_of_job: DataLoader<CouponsOfJob, HashMapCache>,
+    pub coupon_count_of_job: DataLoader<CouponCountOfJob, HashMapCache>,
 }
 
 impl Loaders {
@@ -35,6 +36,11 @@ impl Loaders {
             audience_group_version: dl(AudienceGroupVersionById(scope.clone())),
             versions_of_group: dl(VersionsOfGroup(scope.clone())),
             upload_job: dl(UploadJobById(scope.clone())),
+            coupon_count_of_job: DataLoader::with_cache(
+                CouponCountOfJob(scope.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
             coupons_of_job: DataLoader::with_cache(
                 CouponsOfJob(scope),
                 tokio::spawn,
@@ -54,6 +60,8 @@ impl Loaders {
         self.versions_of_group.clear::<i64>();
         self.upload_job.clear::<i64>();
         self.coupons_of_job.clear::<JobPageKey>();
+        self.coupon_count_of_job
+            .clear::<(JobCoupons, CouponFilter)>();
     }
 }
 
@@ -144,6 +152,38 @@ impl Loader<JobPageKey> for CouponsOfJob {
                     page,
                 };
                 out.insert(key, pages.remove(&job.job_id).unwrap_or_default());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Counts of many jobs' coupons: one statement per distinct filter asked for.
+pub struct CouponCountOfJob(Scope);
+
+impl Loader<(JobCoupons, CouponFilter)> for CouponCountOfJob {
+    type Value = u64;
+    type Error = Arc<AppError>;
+
+    async fn load(
+        &self,
+        keys: &[(JobCoupons, CouponFilter)],
+    ) -> Result<HashMap<(JobCoupons, CouponFilter), u64>, Self::Error> {
+        let mut asks: HashMap<&CouponFilter, Vec<JobCoupons>> = HashMap::new();
+        for (job, filter) in keys {
+            asks.entry(filter).or_default().push(*job);
+        }
+        let mut out = HashMap::new();
+        for (filter, jobs) in asks {
+            let counts = self
+                .0
+                .service
+                .coupon_counts_of_jobs(&self.0.org, &jobs, filter)
+                .await
+                .map_err(Arc::new)?;
+            for job in jobs {
+                let n = counts.get(&job.job_id).copied().unwrap_or(0);
+                out.insert((job, filter.clone()), n);
             }
         }
         Ok(out)

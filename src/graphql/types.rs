@@ -191,6 +191,63 @@ impl UploadStatus {
     }
 }
 
+/// The jobs' `coupons` page (and `totalCount`, and the coupons' `uploadJob`), as the first
+/// `coupons` selection under them asks for it: one statement each. Arguments that do not check
+/// are left to the field itself to report.
+async fn prime_job_coupons(
+    look: &async_graphql::Lookahead<'_>,
+    l: &super::Loaders,
+    jobs: &[UploadJob],
+) -> Result<()> {
+    use async_graphql::InputType;
+    let sel = look.field("coupons");
+    let Some(field) = sel.selection_fields().into_iter().next() else {
+        return Ok(());
+    };
+    let mut first = None;
+    let mut after = None;
+    let mut filter = None;
+    for (name, value) in field.arguments()? {
+        match name.as_str() {
+            "first" => first = <Option<i32>>::parse(Some(value)).ok().flatten(),
+            "after" => after = <Option<String>>::parse(Some(value)).ok().flatten(),
+            "filter" => {
+                filter = <Option<super::coupons::CouponFilterInput>>::parse(Some(value))
+                    .ok()
+                    .flatten()
+            }
+            _ => {}
+        }
+    }
+    let Ok((page, filter)) = super::coupons::coupon_args(first, after, filter) else {
+        return Ok(());
+    };
+    l.upload_job
+        .feed_many(jobs.iter().map(|j| (j.0.id, j.0.clone())))
+        .await;
+    let keys: Vec<service::JobCoupons> =
+        jobs.iter().map(|j| service::JobCoupons::of(&j.0)).collect();
+    let pages = l
+        .coupons_of_job
+        .load_many(keys.iter().map(|&job| super::loaders::JobPageKey {
+            job,
+            filter: filter.clone(),
+            page,
+        }));
+    let counts = async {
+        if sel.field("totalCount").exists() {
+            l.coupon_count_of_job
+                .load_many(keys.iter().map(|&job| (job, filter.clone())))
+                .await
+                .map(drop)
+        } else {
+            Ok(())
+        }
+    };
+    let (p, c) = futures_util::join!(pages, counts);
+    p.map(drop).and(c).map_err(loader_err)
+}
+
 /// Loads, in one statement per kind, the nested objects the query selects under a list of jobs,
 /// into the request's DataLoader caches. Without this, the DataLoaders' time-based batching
 /// splits a long list into several batches whenever resolving it outlasts the batch delay
@@ -212,10 +269,11 @@ async fn prime_job_loaders(
     let need_groups = group_sel.exists() || version_sel.field("audienceGroup").exists();
     let need_group_versions =
         group_sel.field("versions").exists() || group_sel.field("latestVersion").exists();
+    let l = rc.loaders();
+    prime_job_coupons(&look, l, jobs).await?;
     if !(need_series || need_groups || need_group_versions || version_sel.exists()) {
         return Ok(());
     }
-    let l = rc.loaders();
     l.coupon_series.feed_one(series.id, series.clone()).await;
     let groups: BTreeSet<i64> = jobs.iter().filter_map(|j| j.0.audience_group_id).collect();
     let versions: BTreeSet<i64> = jobs

@@ -258,6 +258,38 @@ impl Service {
         Ok(pages)
     }
 
+    /// How many coupons each job holds under `filter`, in one statement.
+    pub async fn coupon_counts_of_jobs(
+        &self,
+        org: &OrgContext,
+        jobs: &[JobCoupons],
+        filter: &CouponFilter,
+    ) -> AppResult<HashMap<i64, u64>> {
+        let mut counts = HashMap::new();
+        let backend = self.db.get_database_backend();
+        for chunk in jobs.chunks(200) {
+            let mut branches = chunk.iter().map(|j| {
+                scoped(org, CouponScope::Job(*j), filter)
+                    .select_only()
+                    .column_as(Expr::val(j.job_id), "job_id")
+                    .column_as(Expr::cust("COUNT(*)"), "n")
+                    .into_query()
+            });
+            let Some(mut union) = branches.next() else {
+                continue;
+            };
+            for b in branches {
+                union.union(UnionType::All, b);
+            }
+            for row in self.db.query_all_raw(backend.build(&union)).await? {
+                let job: i64 = row.try_get("", "job_id")?;
+                let n: i64 = row.try_get("", "n")?;
+                counts.insert(job, Ord::max(n, 0) as u64);
+            }
+        }
+        Ok(counts)
+    }
+
     /// Revokes the series' coupons with these codes, in one transaction with the series' count
     /// of active coupons and, if revoked coupons were tagged, a new version of the series'
     /// audience group without their customers (those with no other active coupon). The series

@@ -2,7 +2,8 @@
 //! not grow with the number of jobs it returns.
 
 use chrono::Duration;
-use coupon_upload_api::domain::{CustomerIdentifierType, Permission};
+use coupon_upload_api::domain::{CouponStatus, CustomerIdentifierType, Permission};
+use coupon_upload_api::entity::coupon;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::json;
 
@@ -11,17 +12,30 @@ use crate::fixtures::{insert_group, insert_org, insert_series, insert_version, j
 use crate::helpers::TestApp;
 
 // No worker: its polling would add statements of its own to the count.
-db_tests_with!(Options { worker: false, ..Default::default() }; statement_count_does_not_grow_with_jobs);
+// The query asks for a lot on purpose (200 jobs with their coupons): the complexity limit is
+// raised so that it runs.
+db_tests_with!(
+    Options {
+        worker: false,
+        graphql: coupon_upload_api::graphql::GraphqlLimits {
+            max_complexity: 200_000,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    statement_count_does_not_grow_with_jobs
+);
 
 const NESTED: &str = r#"query($id: ID!) { uploadStatus(couponSeriesId: $id) {
     orgId couponSeries { id name audienceGroup { id } }
-    uploadJobStatuses(first: 500) {
+    uploadJobStatuses(first: 200) {
       jobId orgId couponSeriesId uploadStatus createdOn updatedOn errorFileUrl successFileUrl
       uploadedFileUrl totalUploadedCount actualRowCount errorCount uploadTableName uploadedFileName
       audienceGroupId audienceGroupVersionId customerIdentifier processedRowCount
       couponSeries { id name }
       audienceGroup { id name customerCount versions(first: 3) { id versionNumber } latestVersion { id } }
       audienceGroupVersion { id versionNumber customerCount audienceGroup { id } }
+      coupons(first: 10) { totalCount pageInfo { hasNextPage } nodes { code uploadJob { jobId } } }
     } } }"#;
 
 /// A series of `n` MOBILE-tagged jobs, each with its own version of the series' group.
@@ -35,6 +49,24 @@ async fn series_with_jobs(app: &TestApp, n: usize) -> i64 {
         j.audience_group_id = Set(Some(group.id));
         let j = j.insert(db).await.expect("job");
         let v = insert_version(app, &group, i as i32 + 1, 3, Some(j.id)).await;
+        for n in 0..2 {
+            coupon::ActiveModel {
+                org_id: Set(1),
+                coupon_series_id: Set(series.id),
+                upload_job_id: Set(Some(j.id)),
+                row_number: Set(Some(n + 1)),
+                code: Set(format!("S{}-J{}-{n}", series.id, j.id)),
+                customer_identifier_type: Set(Some(CustomerIdentifierType::Mobile)),
+                customer_identifier: Set(Some(format!("91987654{n:04}"))),
+                created_on: Set(t0()),
+                status: Set(CouponStatus::Active),
+                revoked_on: Set(None),
+                ..Default::default()
+            }
+            .insert(db)
+            .await
+            .expect("coupon");
+        }
         let mut u: coupon_upload_api::entity::upload_job::ActiveModel = j.into();
         u.audience_group_version_id = Set(Some(v.id));
         u.update(db).await.expect("job version");
@@ -50,12 +82,12 @@ async fn statements_for(app: &TestApp, key: &str, series: i64, jobs: usize) -> u
     let after = app.statements();
     let got = &data["uploadStatus"]["uploadJobStatuses"];
     assert_eq!(got.as_array().map(Vec::len), Some(jobs));
-    assert!(
-        got.as_array()
-            .into_iter()
-            .flatten()
-            .all(|j| j["audienceGroupVersion"]["id"].is_string())
-    );
+    assert!(got.as_array().into_iter().flatten().all(
+        |j| j["audienceGroupVersion"]["id"].is_string()
+            && j["coupons"]["totalCount"] == 2
+            && j["coupons"]["nodes"].as_array().map(Vec::len) == Some(2)
+            && j["coupons"]["nodes"][0]["uploadJob"]["jobId"] == j["jobId"]
+    ));
     after - before
 }
 
@@ -75,6 +107,7 @@ async fn statement_count_does_not_grow_with_jobs(app: TestApp) {
         "statement count grew with the number of jobs"
     );
     // The series, its jobs and their groups and versions in one statement; then one batch each
-    // for the groups' versions and the series' own group.
-    assert!(for_many <= 3, "{for_many} statements for one request");
+    // for the groups' versions, the series' own group, the jobs' coupons, their counts and the
+    // coupons' jobs.
+    assert!(for_many <= 6, "{for_many} statements for one request");
 }
