@@ -34,6 +34,153 @@ pub fn router() -> Router<Shared> {
             "/coupon/api/v1/upload/getUploadStatus/{coupon_series_id}",
             get(get_upload_status),
         )
+        .route("/v2/coupon", get(get_coupons))
+        .route("/v2/coupon/revoke", post(revoke_coupons))
+}
+
+/// A coupon as the v2 coupon API shows it: ids as numbers, times as epoch-millisecond strings.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RestCoupon {
+    id: i64,
+    code: String,
+    series_id: i64,
+    upload_job_id: i64,
+    customer_identifier_type: Option<&'static str>,
+    issued_to: Option<String>,
+    status: &'static str,
+    created_on: String,
+    revoked_on: Option<String>,
+}
+
+impl From<crate::entity::coupon::Model> for RestCoupon {
+    fn from(c: crate::entity::coupon::Model) -> Self {
+        Self {
+            id: c.id,
+            code: c.code,
+            series_id: c.coupon_series_id,
+            upload_job_id: c.upload_job_id.unwrap_or(0),
+            customer_identifier_type: c.customer_identifier_type.map(|t| t.as_str()),
+            issued_to: c.customer_identifier,
+            status: c.status.as_str(),
+            created_on: c.created_on.timestamp_millis().to_string(),
+            revoked_on: c.revoked_on.map(|t| t.timestamp_millis().to_string()),
+        }
+    }
+}
+
+/// A comma-separated list parameter: trimmed, empty items dropped.
+fn list(raw: Option<&str>) -> Vec<String> {
+    raw.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CouponParams {
+    coupon_codes: Option<String>,
+    issued_to_ids: Option<String>,
+    series_id: Option<String>,
+}
+
+/// The most codes or customers one `GET /v2/coupon` may name.
+const MAX_LOOKUP: usize = 100;
+
+/// `GET /v2/coupon?couponCodes=A,B` or `?issuedToIds=C1,C2[&seriesId=N]`: the caller's org's
+/// coupons with those codes, or tagged to those customers (in one series when given).
+async fn get_coupons(
+    State(state): State<Shared>,
+    peer: super::Peer,
+    headers: HeaderMap,
+    Query(params): Query<CouponParams>,
+) -> Response {
+    let run = async {
+        let org = state.authorize(&headers, peer).await?;
+        let codes = list(params.coupon_codes.as_deref());
+        let customers = list(params.issued_to_ids.as_deref());
+        if codes.is_empty() == customers.is_empty() {
+            return Err(AppError::BadUserInput(
+                "give either `couponCodes` or `issuedToIds` (comma-separated)".into(),
+            ));
+        }
+        if codes.len().max(customers.len()) > MAX_LOOKUP {
+            return Err(AppError::BadUserInput(format!(
+                "at most {MAX_LOOKUP} codes or customers per request"
+            )));
+        }
+        let series = params
+            .series_id
+            .as_deref()
+            .map(|s| parse_id("seriesId", s))
+            .transpose()?;
+        let found = if codes.is_empty() {
+            state
+                .service
+                .coupons_by_customers(&org, &customers, series)
+                .await?
+        } else {
+            state.service.coupons_by_codes(&org, &codes).await?
+        };
+        let coupons: Vec<RestCoupon> = found
+            .into_iter()
+            .filter(|c| series.is_none_or(|s| c.coupon_series_id == s))
+            .map(RestCoupon::from)
+            .collect();
+        Ok::<_, AppError>(serde_json::json!({ "coupons": coupons }))
+    };
+    match run.await {
+        Ok(result) => ok(result),
+        Err(e) => fail(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RevokeBody {
+    series_id: serde_json::Value,
+    coupon_codes: Vec<String>,
+}
+
+/// `POST /v2/coupon/revoke` with `{"seriesId": N, "couponCodes": [...]}` (up to 1,000 codes;
+/// Capillary takes 50): what `revokeCoupons` does.
+async fn revoke_coupons(State(state): State<Shared>, req: Request) -> Response {
+    let run = async {
+        let org = state
+            .authorize(req.headers(), super::Peer::of(req.extensions()))
+            .await?;
+        org.require_write()?;
+        let bytes = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .map_err(|_| AppError::PayloadTooLarge("the body is over 1 MiB".into()))?;
+        let body: RevokeBody = serde_json::from_slice(&bytes).map_err(|e| {
+            AppError::BadUserInput(format!(
+                "the body must be {{\"seriesId\": <id>, \"couponCodes\": [..]}}: {e}"
+            ))
+        })?;
+        let series = match &body.series_id {
+            serde_json::Value::Number(n) => parse_id("seriesId", &n.to_string())?,
+            serde_json::Value::String(s) => parse_id("seriesId", s)?,
+            _ => return Err(AppError::BadUserInput("seriesId must be an id".into())),
+        };
+        let r = state
+            .service
+            .revoke_coupons(&org, series, &body.coupon_codes)
+            .await?;
+        Ok::<_, AppError>(serde_json::json!({
+            "revokedCount": r.revoked.len(),
+            "revoked": r.revoked.into_iter().map(RestCoupon::from).collect::<Vec<_>>(),
+            "alreadyRevokedCodes": r.already_revoked,
+            "unknownCodes": r.unknown,
+        }))
+    };
+    match run.await {
+        Ok(result) => ok(result),
+        Err(e) => fail(e),
+    }
 }
 
 /// Capillary's success envelope; a struct, so fields keep Capillary's order.
@@ -154,12 +301,15 @@ async fn get_upload_status(
     }
 }
 
-/// `POST /coupon/api/v1/upload/file/{couponSeriesId}`'s result: the new job and the file name.
+/// `POST /coupon/api/v1/upload/file/{couponSeriesId}`'s result, as Capillary documents "Upload
+/// Coupons (Batch)": the org, the series, the new job (`STARTED`) in `uploadJobStatuses`, and
+/// the file name.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct UploadResult<'a> {
-    #[serde(flatten)]
-    job: RestUploadJob<'a>,
+    org_id: i64,
+    coupon_series_id: i64,
+    upload_job_statuses: [RestUploadJob<'a>; 1],
     file_name: String,
 }
 
@@ -237,10 +387,11 @@ async fn upload_file(
             .service
             .create_upload_job(&org, new, tokio::fs::File::from_std(file.file))
             .await?;
-        let file_name = job.uploaded_file_name.clone();
         Ok::<_, AppError>(UploadResult {
-            job: RestUploadJob::new(&state.service, job),
-            file_name,
+            org_id: job.org_id,
+            coupon_series_id: job.coupon_series_id,
+            file_name: job.uploaded_file_name.clone(),
+            upload_job_statuses: [RestUploadJob::new(&state.service, job)],
         })
     };
     match run.await {

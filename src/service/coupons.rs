@@ -175,6 +175,33 @@ impl Service {
             .await?)
     }
 
+    /// The caller's org's coupons tagged to these customers (in `series`, when given: the
+    /// `(coupon_series_id, customer_identifier)` index; else across the org's coupons).
+    pub async fn coupons_by_customers(
+        &self,
+        org: &OrgContext,
+        customers: &[String],
+        series: Option<i64>,
+    ) -> AppResult<Vec<coupon::Model>> {
+        for c in customers {
+            CouponFilter {
+                customer_identifier: Some(c.clone()),
+                ..Default::default()
+            }
+            .checked()?;
+        }
+        let mut q = coupon::Entity::find()
+            .filter(coupon::Column::OrgId.eq(org_of(org)))
+            .filter(coupon::Column::CustomerIdentifier.is_in(customers.iter().cloned()));
+        if let Some(s) = series {
+            q = q.filter(coupon::Column::CouponSeriesId.eq(s));
+        }
+        Ok(q.order_by_asc(coupon::Column::Id)
+            .limit(1_000)
+            .all(&self.db)
+            .await?)
+    }
+
     /// A page of coupons after the cursor's id, oldest first.
     pub async fn coupons_page(
         &self,

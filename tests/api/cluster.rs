@@ -193,7 +193,7 @@ async fn upload(base: &str, key: &str, series: &str, content: Vec<u8>) -> String
         .json()
         .await
         .expect("json");
-    body["result"]["jobId"]
+    body["result"]["uploadJobStatuses"][0]["jobId"]
         .as_i64()
         .unwrap_or_else(|| panic!("{body}"))
         .to_string()

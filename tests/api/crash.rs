@@ -182,7 +182,7 @@ pub(crate) async fn upload(server: &Server, key: &str) -> String {
         .json()
         .await
         .expect("json");
-    body["result"]["jobId"]
+    body["result"]["uploadJobStatuses"][0]["jobId"]
         .as_i64()
         .expect("job id")
         .to_string()

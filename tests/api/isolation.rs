@@ -33,6 +33,23 @@ async fn another_orgs_objects_are_out_of_reach(app: TestApp) {
         .put(&b_key, "secret of org 2")
         .await
         .expect("put");
+    // And a coupon, so its code can be looked for.
+    {
+        use sea_orm::{ActiveModelTrait, Set};
+        coupon::ActiveModel {
+            org_id: Set(ORG_B),
+            coupon_series_id: Set(f.other_series),
+            upload_job_id: Set(Some(f.other_job)),
+            row_number: Set(Some(1)),
+            code: Set("B-SECRET".into()),
+            created_on: Set(crate::fixtures::t0()),
+            status: Set(coupon_upload_api::domain::CouponStatus::Active),
+            ..Default::default()
+        }
+        .insert(app.state.service.db())
+        .await
+        .expect("coupon of org 2");
+    }
     let key = app.key(ORG_A, Permission::ReadWrite).await;
     let before = snapshot(&app).await;
     let (s, j, g) = (
@@ -81,8 +98,24 @@ async fn another_orgs_objects_are_out_of_reach(app: TestApp) {
     assert_eq!(listed, expected, "{d}");
     assert!(edges.iter().all(|e| e["node"]["orgId"] == "1"), "{d}");
 
+    // Its coupons: by code, through org 1's own series filtered by org 2's job.
+    let d = app
+        .gql_ok(
+            &key,
+            "query($s: ID!, $j: ID!) { coupon(code: \"B-SECRET\") { id }
+               couponSeries(id: $s) { coupons(filter: { uploadJobId: $j }) { totalCount nodes { code } } } }",
+            json!({ "s": f.series.to_string(), "j": j }),
+        )
+        .await;
+    assert!(d["coupon"].is_null(), "{d}");
+    assert_eq!(d["couponSeries"]["coupons"]["totalCount"], 0, "{d}");
+
     // Mutations.
     for (q, vars) in [
+        (
+            "mutation($s: ID!) { revokeCoupons(couponSeriesId: $s, codes: [\"B-SECRET\"]) { revokedCount } }",
+            json!({ "s": s }),
+        ),
         (
             "mutation($s: ID!) { updateCouponSeries(id: $s, input: { name: \"mine\", maxCreate: 0 }) { id } }",
             json!({ "s": s }),

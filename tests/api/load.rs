@@ -154,7 +154,7 @@ async fn status_queries_and_uploads_under_load_sqlite() {
                     continue;
                 };
                 let body: Value = res.json().await.unwrap_or_default();
-                let Some(job) = body["result"]["jobId"].as_i64() else {
+                let Some(job) = body["result"]["uploadJobStatuses"][0]["jobId"].as_i64() else {
                     errors.fetch_add(1, Ordering::Relaxed);
                     continue;
                 };

@@ -185,14 +185,23 @@ async fn rest_upload_answers_like_capillary_and_finishes(app: TestApp) {
     let body: Value = res.json().await.expect("json");
     assert_eq!(body["success"], true, "{body}");
     assert_eq!(body["status"], 200);
-    let r = &body["result"];
-    assert_eq!(r["uploadStatus"], "STARTED");
-    assert_eq!(r["fileName"], "rest.csv", "path parts removed");
-    assert_eq!(r["uploadedFileName"], "rest.csv");
+    // Capillary's "Upload Coupons (Batch)" shape: the org, the series, the new job in
+    // `uploadJobStatuses`, and the file name.
+    let top = &body["result"];
+    assert_eq!(top["fileName"], "rest.csv", "path parts removed");
+    assert_eq!(top["orgId"], 1, "{body}");
     assert_eq!(
-        r["couponSeriesId"].as_i64().map(|v| v.to_string()),
+        top["couponSeriesId"].as_i64().map(|v| v.to_string()),
         Some(series.clone())
     );
+    assert_eq!(
+        top["uploadJobStatuses"].as_array().map(Vec::len),
+        Some(1),
+        "{body}"
+    );
+    let r = &top["uploadJobStatuses"][0];
+    assert_eq!(r["uploadStatus"], "STARTED");
+    assert_eq!(r["uploadedFileName"], "rest.csv");
     assert_eq!(r["audienceGroupId"], 0);
     let job = r["jobId"].as_i64().expect("job id").to_string();
     let j = app.wait_job(&key, &job).await;
