@@ -208,3 +208,141 @@ mod tests {
         }
     }
 }
+
+/// One rejected row of an upload, as the job's error file has it.
+pub struct RowErrorNode(pub crate::service::RowError);
+
+/// One rejected row of an upload, as the job's error file has it.
+#[Object(name = "RowError")]
+impl RowErrorNode {
+    /// The data row's number in the file (1 = the first row after the header).
+    async fn row_number(&self) -> i64 {
+        self.0.row_number
+    }
+    async fn error_code(&self) -> crate::domain::RowErrorCode {
+        self.0.error_code
+    }
+    async fn message(&self) -> &str {
+        self.0.error_message.as_deref().unwrap_or_default()
+    }
+    /// The code cell as written.
+    async fn coupon_code(&self) -> &str {
+        &self.0.coupon_code
+    }
+    /// The customer cell as written; null when the upload names no customers.
+    async fn customer_identifier(&self) -> Option<&str> {
+        self.0.customer_identifier.as_deref()
+    }
+}
+
+/// How many rows of a job were rejected with one error code.
+#[derive(async_graphql::SimpleObject)]
+pub struct ErrorCount {
+    pub error_code: crate::domain::RowErrorCode,
+    pub count: i64,
+}
+
+/// What a `rowErrors` connection has beyond its page.
+pub struct RowErrorConnectionFields {
+    pub job: crate::service::JobErrors,
+    pub code: Option<crate::domain::RowErrorCode>,
+}
+
+#[Object]
+impl RowErrorConnectionFields {
+    /// Rejected rows (with `errorCode`, if given), across pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        let rc = request_ctx(ctx)?;
+        let counts = rc
+            .loaders()
+            .error_summary
+            .load_one(self.job.clone())
+            .await
+            .map_err(loader_err)?
+            .unwrap_or_default();
+        Ok(counts
+            .iter()
+            .filter(|(c, _)| self.code.is_none_or(|want| *c == want))
+            .map(|(_, n)| n)
+            .sum())
+    }
+}
+
+pub type RowErrorConnection = Connection<String, RowErrorNode, RowErrorConnectionFields>;
+
+const ROW_ERROR_CURSOR: &str = "RowError:";
+
+fn row_error_cursor(row: i64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{ROW_ERROR_CURSOR}{row}"))
+}
+
+fn parse_row_error_cursor(cursor: &str) -> AppResult<i64> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            s.strip_prefix(ROW_ERROR_CURSOR)
+                .and_then(|n| n.parse().ok())
+        })
+        .ok_or_else(|| AppError::BadUserInput("`after` is not a cursor this API returned".into()))
+}
+
+/// `UploadJob.rowErrors`: the job's page of rejected rows, by row number.
+pub async fn row_errors(
+    ctx: &Context<'_>,
+    job: &crate::entity::upload_job::Model,
+    first: Option<i32>,
+    after: Option<String>,
+    code: Option<crate::domain::RowErrorCode>,
+) -> Result<RowErrorConnection> {
+    let rc = request_ctx(ctx)?;
+    let after = after
+        .as_deref()
+        .map(parse_row_error_cursor)
+        .transpose()
+        .gql()?;
+    let page = Page::new(first, after).gql()?;
+    let errors = crate::service::JobErrors::of(job);
+    let got = rc
+        .loaders()
+        .row_errors_of_job
+        .load_one(super::loaders::ErrorPageKey {
+            job: errors.clone(),
+            code,
+            page,
+        })
+        .await
+        .map_err(loader_err)?
+        .unwrap_or_default();
+    let mut conn = Connection::with_additional_fields(
+        page.after.is_some(),
+        got.has_next_page,
+        RowErrorConnectionFields { job: errors, code },
+    );
+    conn.edges.extend(
+        got.items
+            .into_iter()
+            .map(|e| Edge::new(row_error_cursor(e.row_number), RowErrorNode(e))),
+    );
+    Ok(conn)
+}
+
+/// `UploadJob.errorSummary`: the job's count of rejected rows per code.
+pub async fn error_summary(
+    ctx: &Context<'_>,
+    job: &crate::entity::upload_job::Model,
+) -> Result<Vec<ErrorCount>> {
+    let rc = request_ctx(ctx)?;
+    let counts = rc
+        .loaders()
+        .error_summary
+        .load_one(crate::service::JobErrors::of(job))
+        .await
+        .map_err(loader_err)?
+        .unwrap_or_default();
+    Ok(counts
+        .into_iter()
+        .map(|(error_code, count)| ErrorCount { error_code, count })
+        .collect())
+}

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 use crate::domain::OrgContext;
+use crate::domain::RowErrorCode;
 use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
 use crate::error::AppError;
-use crate::service::{CouponFilter, CouponPage, JobCoupons, Page, Service};
+use crate::service::{
+    CouponFilter, CouponPage, JobCoupons, JobErrors, Page, RowErrorPage, Service,
+};
 
 pub struct Loaders {
     pub coupon_series: DataLoader<CouponSeriesById, HashMapCache>,
@@ -21,6 +24,8 @@ pub struct Loaders {
     pub upload_job: DataLoader<UploadJobById, HashMapCache>,
     pub coupons_of_job: DataLoader<CouponsOfJob, HashMapCache>,
     pub coupon_count_of_job: DataLoader<CouponCountOfJob, HashMapCache>,
+    pub row_errors_of_job: DataLoader<RowErrorsOfJob, HashMapCache>,
+    pub error_summary: DataLoader<ErrorSummaryOfJob, HashMapCache>,
 }
 
 impl Loaders {
@@ -36,6 +41,16 @@ impl Loaders {
             audience_group_version: dl(AudienceGroupVersionById(scope.clone())),
             versions_of_group: dl(VersionsOfGroup(scope.clone())),
             upload_job: dl(UploadJobById(scope.clone())),
+            row_errors_of_job: DataLoader::with_cache(
+                RowErrorsOfJob(scope.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            error_summary: DataLoader::with_cache(
+                ErrorSummaryOfJob(scope.clone()),
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
             coupon_count_of_job: DataLoader::with_cache(
                 CouponCountOfJob(scope.clone()),
                 tokio::spawn,
@@ -62,6 +77,8 @@ impl Loaders {
         self.coupons_of_job.clear::<JobPageKey>();
         self.coupon_count_of_job
             .clear::<(JobCoupons, CouponFilter)>();
+        self.row_errors_of_job.clear::<ErrorPageKey>();
+        self.error_summary.clear::<JobErrors>();
     }
 }
 
@@ -187,5 +204,71 @@ impl Loader<(JobCoupons, CouponFilter)> for CouponCountOfJob {
             }
         }
         Ok(out)
+    }
+}
+
+/// One job's page of row errors, as `UploadJob.rowErrors(first, after, errorCode)` asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ErrorPageKey {
+    pub job: JobErrors,
+    pub code: Option<RowErrorCode>,
+    pub page: Page,
+}
+
+/// Pages of many jobs' row errors: one statement per distinct (code, page) asked for.
+pub struct RowErrorsOfJob(Scope);
+
+impl Loader<ErrorPageKey> for RowErrorsOfJob {
+    type Value = RowErrorPage;
+    type Error = Arc<AppError>;
+
+    async fn load(
+        &self,
+        keys: &[ErrorPageKey],
+    ) -> Result<HashMap<ErrorPageKey, RowErrorPage>, Self::Error> {
+        let mut asks: HashMap<(Option<RowErrorCode>, Page), Vec<JobErrors>> = HashMap::new();
+        for k in keys.iter().filter(|k| k.job.org_id == self.0.org.org_id) {
+            asks.entry((k.code, k.page))
+                .or_default()
+                .push(k.job.clone());
+        }
+        let mut out = HashMap::new();
+        for ((code, page), jobs) in asks {
+            let mut pages = self
+                .0
+                .service
+                .row_errors_of_jobs(&jobs, code, page)
+                .await
+                .map_err(Arc::new)?;
+            for job in jobs {
+                let got = pages.remove(&job.job_id).unwrap_or_default();
+                out.insert(ErrorPageKey { job, code, page }, got);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Many jobs' counts of row errors per code, in one statement.
+pub struct ErrorSummaryOfJob(Scope);
+
+impl Loader<JobErrors> for ErrorSummaryOfJob {
+    type Value = Vec<(RowErrorCode, i64)>;
+    type Error = Arc<AppError>;
+
+    async fn load(
+        &self,
+        keys: &[JobErrors],
+    ) -> Result<HashMap<JobErrors, Self::Value>, Self::Error> {
+        let mut counts = self
+            .0
+            .service
+            .error_summaries(&self.0.org, keys)
+            .await
+            .map_err(Arc::new)?;
+        Ok(keys
+            .iter()
+            .map(|k| (k.clone(), counts.remove(&k.job_id).unwrap_or_default()))
+            .collect())
     }
 }

@@ -410,6 +410,27 @@ macro_rules! job_object {
                 }
             )*
             $($extra)*
+            /// The rows the job rejected, by row number (Relay connection; `first` default 100,
+            /// at most 500), only those with `errorCode` if given: what its error file holds.
+            /// Complete once the job has ended; empty before.
+            #[graphql(complexity = "crate::graphql::list_complexity(first, child_complexity)")]
+            async fn row_errors(
+                &self,
+                ctx: &Context<'_>,
+                first: Option<i32>,
+                after: Option<String>,
+                error_code: Option<crate::domain::RowErrorCode>,
+            ) -> Result<super::coupons::RowErrorConnection> {
+                super::coupons::row_errors(ctx, &self.0, first, after, error_code).await
+            }
+            /// How many rows the job rejected, per error code (codes it did not meet are left
+            /// out). Complete once the job has ended; empty before.
+            async fn error_summary(
+                &self,
+                ctx: &Context<'_>,
+            ) -> Result<Vec<super::coupons::ErrorCount>> {
+                super::coupons::error_summary(ctx, &self.0).await
+            }
             /// The coupons the job created, oldest first (Relay connection; `first` default 100, at
             /// most 500). A page of many jobs' coupons is read in one statement.
             #[graphql(complexity = "crate::graphql::list_complexity(first, child_complexity)")]

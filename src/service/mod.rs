@@ -8,6 +8,7 @@
 mod api_keys;
 mod audience;
 mod coupons;
+mod row_errors;
 mod scrape;
 mod series;
 mod status;
@@ -20,6 +21,7 @@ pub use audience::{DEFAULT_VERSIONS_PAGE, MAX_VERSIONS_PAGE, versions_page};
 pub use coupons::{
     CouponFilter, CouponPage, CouponScope, JobCoupons, MAX_REVOKE_CODES, Revoked, checked_code,
 };
+pub use row_errors::{JobErrors, RowError, RowErrorPage};
 pub use series::SeriesPage;
 pub use series::{CouponSeriesChanges, NewCouponSeries};
 pub use status_page::{JobWithAudience, StatusPage, UploadStatus};

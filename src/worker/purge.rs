@@ -1,6 +1,7 @@
 //! Staged rows (`upload_row`) are the worker's scratch space: once a job has ended and its files
-//! are written, they are kept for a while (to look into a job) and then deleted, in chunks, so
-//! the table holds only recent jobs' rows. Every instance purges; deleting twice is harmless.
+//! are written, they are kept for a while (to look into a job) and then its accepted rows are
+//! deleted, in chunks, so the table holds only recent jobs' rows and every job's rejected rows
+//! (its `rowErrors`). Every instance purges; deleting twice is harmless.
 
 use std::time::Duration;
 
@@ -52,7 +53,8 @@ pub async fn purge_staged_rows(service: &Service, retention: Duration) -> anyhow
                 let done = db
                     .execute_raw(stmt(
                         backend,
-                        "DELETE FROM upload_row WHERE job_id = $1 AND row_number > $2 AND row_number <= $3",
+                        "DELETE FROM upload_row WHERE job_id = $1 AND row_number > $2 AND row_number <= $3 \
+                         AND error_code IS NULL",
                         vec![job_id.into(), from.into(), to.into()],
                     ))
                     .await?;

@@ -364,3 +364,126 @@ async fn coupons_are_revoked_by_code(app: TestApp) {
         25
     );
 }
+
+db_tests!(row_errors_are_paged_summed_and_outlive_the_purge);
+
+const ERRORS: &str = "query($j: ID!, $first: Int, $after: String, $code: RowErrorCode) { uploadJob(jobId: $j) {
+    errorCount errorSummary { errorCode count }
+    rowErrors(first: $first, after: $after, errorCode: $code) { totalCount pageInfo { hasNextPage endCursor }
+      nodes { rowNumber errorCode message couponCode customerIdentifier } } } }";
+
+/// `rowErrors` and `errorSummary` say what the error file says, paged and counted; they stay
+/// when the job's staged rows are purged, and a job whose rows were all purged (as before
+/// rejected rows were kept) gets them back from its error file.
+async fn row_errors_are_paged_summed_and_outlive_the_purge(app: TestApp) {
+    use coupon_upload_api::entity::upload_row;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({})).await;
+    let file =
+        "code,customer\nOK-1,E-1\nBAD CODE,E-2\nOK-2,E-3\nOK-1,E-4\nOK-3,E-1\n,E-5\nBAD!,E-6\n";
+    let job = app
+        .upload_ok(
+            &key,
+            &series,
+            file.as_bytes(),
+            json!({ "kind": "EXTERNAL_ID", "customerColumn": 1, "codeColumn": 0 }),
+        )
+        .await;
+    let j = app.wait_job(&key, &job).await;
+    let error_file = app.download(&j["errorFileUrl"]).await;
+    let read = |vars: Value| {
+        let mut v = vars;
+        v["j"] = json!(job);
+        let app = &app;
+        let key = &key;
+        async move { app.gql_ok(key, ERRORS, v).await["uploadJob"].clone() }
+    };
+    let all = read(json!({})).await;
+    let errors = all["rowErrors"]["nodes"]
+        .as_array()
+        .cloned()
+        .expect("nodes");
+    assert_eq!(all["rowErrors"]["totalCount"], all["errorCount"], "{all}");
+    assert_eq!(errors.len() as i64, all["errorCount"].as_i64().expect("n"));
+    assert_eq!(errors.len(), error_file.lines().count() - 1, "{error_file}");
+    // Row for row what the error file holds.
+    for (e, line) in errors.iter().zip(error_file.lines().skip(1)) {
+        let cols: Vec<String> = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(line.as_bytes())
+            .records()
+            .next()
+            .expect("record")
+            .expect("csv")
+            .iter()
+            .map(str::to_owned)
+            .collect();
+        assert_eq!(e["rowNumber"].to_string(), cols[0], "{e} vs {line}");
+        assert_eq!(e["errorCode"], cols[1].as_str());
+        assert_eq!(e["message"], cols[2].as_str());
+        assert_eq!(e["couponCode"], cols[3].as_str());
+        assert_eq!(e["customerIdentifier"], cols[4].as_str());
+    }
+    // The summary counts per code, and sums to the error count.
+    let summary = all["errorSummary"].as_array().cloned().expect("summary");
+    let sum: i64 = summary
+        .iter()
+        .map(|c| c["count"].as_i64().expect("count"))
+        .sum();
+    assert_eq!(sum, all["errorCount"].as_i64().expect("n"), "{all}");
+    for c in &summary {
+        let n = errors
+            .iter()
+            .filter(|e| e["errorCode"] == c["errorCode"])
+            .count();
+        assert_eq!(c["count"], n, "{all}");
+    }
+    // Pages of 2, then a code filter.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let p = read(json!({ "first": 2, "after": after })).await;
+        let nodes = p["rowErrors"]["nodes"].as_array().cloned().expect("nodes");
+        assert!(nodes.len() <= 2);
+        seen.extend(nodes);
+        if p["rowErrors"]["pageInfo"]["hasNextPage"] == false {
+            break;
+        }
+        after = p["rowErrors"]["pageInfo"]["endCursor"]
+            .as_str()
+            .map(str::to_owned);
+    }
+    assert_eq!(seen, errors);
+    let wanted = summary[0]["errorCode"].clone();
+    let p = read(json!({ "code": wanted })).await;
+    assert_eq!(p["rowErrors"]["totalCount"], summary[0]["count"], "{p}");
+    assert!(
+        p["rowErrors"]["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .all(|e| e["errorCode"] == wanted)
+    );
+    // After the purge of its staged rows, and after losing all of them.
+    coupon_upload_api::worker::purge_staged_rows(&app.state.service, std::time::Duration::ZERO)
+        .await
+        .expect("purge");
+    assert_eq!(read(json!({})).await, all, "row errors outlive the purge");
+    let db = app.state.service.db();
+    upload_row::Entity::delete_many()
+        .filter(upload_row::Column::JobId.eq(job.parse::<i64>().expect("id")))
+        .exec(db)
+        .await
+        .expect("delete");
+    assert_eq!(read(json!({})).await, all, "restored from the error file");
+    // A foreign cursor is coded.
+    let (_, body) = app
+        .gql(
+            Some(&key),
+            ERRORS,
+            json!({ "j": job, "after": "Q291cG9uOjE" }),
+        )
+        .await;
+    assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+}

@@ -292,7 +292,12 @@ async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
     let key = app.key(1, Permission::ReadWrite).await;
     let series = app.create_series(&key, json!({})).await;
     let old = app
-        .upload_ok(&key, &series, b"code\nOLD-1\nOLD-2\nOLD-3\n", json!({}))
+        .upload_ok(
+            &key,
+            &series,
+            b"code\nOLD-1\nOLD-2\nOLD-3\nBAD CODE\n",
+            json!({}),
+        )
         .await;
     app.wait_job(&key, &old).await;
     let recent = app
@@ -308,7 +313,7 @@ async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
             .expect("count")
     };
     let (old, recent): (i64, i64) = (old.parse().expect("id"), recent.parse().expect("id"));
-    assert_eq!((staged(old).await, staged(recent).await), (3, 2));
+    assert_eq!((staged(old).await, staged(recent).await), (4, 2));
     let mut aged: upload_job::ActiveModel = crate::fixtures::stored_job(&app, old).await.into();
     aged.finished_on = Set(Some(
         coupon_upload_api::domain::now() - chrono::Duration::days(8),
@@ -319,7 +324,8 @@ async fn staged_rows_of_old_jobs_are_purged(app: TestApp) {
         .await
         .expect("purge");
     assert_eq!(purged, 3);
-    assert_eq!((staged(old).await, staged(recent).await), (0, 2));
+    // The rejected row stays: it is the job's row errors.
+    assert_eq!((staged(old).await, staged(recent).await), (1, 2));
     let coupons = coupon::Entity::find()
         .filter(coupon::Column::UploadJobId.eq(old))
         .count(db)

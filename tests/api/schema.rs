@@ -50,6 +50,11 @@ fn every_entity_type_has_an_id() {
         "CouponConnection",
         "CouponEdge",
         "RevokeResult",
+        // A job's rejected rows are rows of its file (job and row number), not entities.
+        "RowErrorConnection",
+        "RowErrorEdge",
+        "RowError",
+        "ErrorCount",
         "PageInfo",
         "Query",
         "Mutation",
