@@ -5,7 +5,11 @@ use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, Value};
 
 use super::ctx::{JobCtx, Stop};
 use super::sql;
-use crate::domain::{CustomerIdentifierType, JobPhase};
+use crate::domain::{CouponStatus, CustomerIdentifierType, JobPhase};
+
+/// `CODE_ALREADY_EXISTS` for a code whose coupon was revoked.
+const REVOKED_CODE_MESSAGE: &str = "Coupon code was revoked in this org; a revoked code stays used \
+     and cannot be uploaded again";
 use crate::entity::coupon_series;
 use crate::ingest::rules::RowErrorCode;
 
@@ -39,6 +43,10 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
             [
                 vec![id.clone(), ctx.job.org_id.into()],
                 rejecting(RowErrorCode::CodeAlreadyExists),
+                vec![
+                    CouponStatus::Revoked.into(),
+                    REVOKED_CODE_MESSAGE.to_owned().into(),
+                ],
             ]
             .concat(),
         ),
@@ -56,6 +64,8 @@ pub async fn judge(ctx: &mut JobCtx<'_>) -> Result<(), Stop> {
                 [
                     vec![id.clone(), series.id.into(), ctx.kind.into()],
                     rejecting(RowErrorCode::DuplicateCustomer),
+                    // A customer whose coupons were revoked holds none.
+                    vec![CouponStatus::Active.into()],
                 ]
                 .concat(),
             ),

@@ -19,8 +19,11 @@ pub const DUPLICATE_CODES: &str = "
       GROUP BY code HAVING COUNT(*) > 1)";
 
 /// Codes already in the org (from any series or earlier upload).
+/// A revoked coupon (`$5`) still holds its code; the message (`$6`) says so.
 pub const EXISTING_CODES: &str = "
-    UPDATE upload_row SET error_code = $3, error_message = $4
+    UPDATE upload_row SET error_code = $3, error_message = CASE WHEN EXISTS (
+        SELECT 1 FROM coupon c WHERE c.org_id = $2 AND c.code = upload_row.code AND c.status = $5)
+      THEN $6 ELSE $4 END
     WHERE job_id = $1 AND error_code IS NULL AND EXISTS (
       SELECT 1 FROM coupon c WHERE c.org_id = $2 AND c.code = upload_row.code)";
 
@@ -29,7 +32,7 @@ pub const CUSTOMERS_WITH_COUPON: &str = "
     UPDATE upload_row SET error_code = $4, error_message = $5
     WHERE job_id = $1 AND error_code IS NULL AND customer IS NOT NULL AND EXISTS (
       SELECT 1 FROM coupon c WHERE c.coupon_series_id = $2 AND c.customer_identifier_type = $3
-        AND c.customer_identifier = upload_row.customer)";
+        AND c.customer_identifier = upload_row.customer AND c.status = $6)";
 
 /// A customer's later rows in the file, after their first still-valid row.
 pub const REPEATED_CUSTOMERS: &str = "

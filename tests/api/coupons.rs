@@ -316,6 +316,41 @@ async fn coupons_are_revoked_by_code(app: TestApp) {
     );
     let errors = app.download(&j["errorFileUrl"]).await;
     assert!(errors.contains("CODE_ALREADY_EXISTS"), "{errors}");
+    assert!(
+        errors.contains("revoked"),
+        "the message says the code was revoked: {errors}"
+    );
+    // A customer whose coupons were all revoked holds none: one coupon per customer lets them
+    // have a new one (C-3's were revoked above).
+    let once = app.create_series(&key, json!({ "name": "once" })).await;
+    let mut file = String::from("code,customer\n");
+    file.push_str("ONCE-1,C-3\n");
+    let j1 = app
+        .upload_ok(
+            &key,
+            &once,
+            file.as_bytes(),
+            json!({ "kind": "EXTERNAL_ID", "customerColumn": 1, "codeColumn": 0 }),
+        )
+        .await;
+    assert_eq!(app.wait_job(&key, &j1).await["totalUploadedCount"], 1);
+    let d = app
+        .gql_ok(&key, REVOKE, json!({ "s": once, "codes": ["ONCE-1"] }))
+        .await;
+    assert_eq!(d["revokeCoupons"]["revokedCount"], 1, "{d}");
+    let j2 = app
+        .upload_ok(
+            &key,
+            &once,
+            b"code,customer\nONCE-2,C-3\n",
+            json!({ "kind": "EXTERNAL_ID", "customerColumn": 1, "codeColumn": 0 }),
+        )
+        .await;
+    let j2 = app.wait_job(&key, &j2).await;
+    assert_eq!(
+        j2["totalUploadedCount"], 1,
+        "a revoked coupon does not hold its customer: {j2}"
+    );
     // Bad input changes nothing: a READ key, too many codes, a bad code, another org's series.
     let stored = || async {
         coupon::Entity::find()
@@ -361,7 +396,8 @@ async fn coupons_are_revoked_by_code(app: TestApp) {
             .count(app.state.service.db())
             .await
             .expect("count"),
-        25
+        27,
+        "25 in the first series, 2 in the second"
     );
 }
 
