@@ -523,3 +523,91 @@ async fn row_errors_are_paged_summed_and_outlive_the_purge(app: TestApp) {
         .await;
     assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
 }
+
+crate::db_tests_with!(
+    crate::helpers::Options { batch_rows: 200, ..Default::default() };
+    a_revoke_during_an_upload_keeps_every_count_exact
+);
+
+/// A revoke of a series' codes while an upload to the same series is committing: they take the
+/// series row's lock in turn, so `numUploadedTotal` ends equal to the active coupons, within
+/// `maxCreate`, and the upload's counts equal its coupons.
+async fn a_revoke_during_an_upload_keeps_every_count_exact(app: TestApp) {
+    use coupon_upload_api::domain::CouponStatus;
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let key = app.key(1, Permission::ReadWrite).await;
+    let series = app.create_series(&key, json!({ "maxCreate": 5_000 })).await;
+    let mut first = String::from("code\n");
+    for i in 0..1_000 {
+        first.push_str(&format!("OLD-{i:05}\n"));
+    }
+    let a = app
+        .upload_ok(&key, &series, first.as_bytes(), json!({}))
+        .await;
+    app.wait_job(&key, &a).await;
+    let mut second = String::from("code\n");
+    for i in 0..20_000 {
+        second.push_str(&format!("NEW-{i:05}\n"));
+    }
+    let b = app
+        .upload_ok(&key, &series, second.as_bytes(), json!({}))
+        .await;
+    // Revoke in several calls while B commits its batches.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let j = crate::fixtures::stored_job(&app, b.parse().expect("id")).await;
+        if j.processed_row_count > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B did not start committing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let mut revoked = 0;
+    let mut during = 0;
+    for round in 0..5 {
+        let codes: Vec<String> = (round * 40..round * 40 + 40)
+            .map(|i| format!("OLD-{i:05}"))
+            .collect();
+        let d = app
+            .gql_ok(&key, REVOKE, json!({ "s": series, "codes": codes }))
+            .await;
+        revoked += d["revokeCoupons"]["revokedCount"].as_i64().expect("count");
+        let j = crate::fixtures::stored_job(&app, b.parse().expect("id")).await;
+        if j.upload_status == coupon_upload_api::domain::UploadJobStatus::Processing {
+            during += 1;
+        }
+    }
+    assert_eq!(revoked, 200);
+    assert!(
+        during >= 3,
+        "the revokes ran while the upload committed ({during} of 5)"
+    );
+    let jb = app.wait_job(&key, &b).await;
+    assert_eq!(jb["uploadStatus"], "FINISHED", "{jb}");
+    let db = app.state.service.db();
+    let series_id: i64 = series.parse().expect("id");
+    let active = coupon::Entity::find()
+        .filter(coupon::Column::CouponSeriesId.eq(series_id))
+        .filter(coupon::Column::Status.eq(CouponStatus::Active))
+        .count(db)
+        .await
+        .expect("count");
+    let of_b = coupon::Entity::find()
+        .filter(coupon::Column::UploadJobId.eq(b.parse::<i64>().expect("id")))
+        .count(db)
+        .await
+        .expect("count");
+    let state = series_state(&app, &key, &series).await;
+    assert_eq!(state["numUploadedTotal"].as_u64(), Some(active), "{state}");
+    assert!(active <= 5_000, "{active} active coupons over maxCreate");
+    assert_eq!(jb["totalUploadedCount"].as_u64(), Some(of_b), "{jb}");
+    assert_eq!(active, 800 + of_b, "{jb}");
+    assert_eq!(
+        jb["totalUploadedCount"].as_i64().unwrap_or(0) + jb["errorCount"].as_i64().unwrap_or(0),
+        20_000,
+        "{jb}"
+    );
+}
