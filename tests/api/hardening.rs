@@ -982,6 +982,7 @@ async fn sqlite_stays_writable_while_a_file_is_staged() {
         );
         if crate::fixtures::stored_job(&app, job_id).await.phase == JobPhase::Stage {
             during += 1;
+            println!("createCouponSeries while staging: {took:?}");
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
