@@ -53,6 +53,11 @@ pub fn unreachable(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<object_store::Error>()
             .is_some_and(transient)
+            // A writer's error arrives wrapped in an `io::Error`, whose `source` skips it.
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<object_store::Error>())
+                .is_some_and(transient)
     })
 }
 
@@ -197,5 +202,26 @@ impl Storage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(anyhow::Error::new(e).context(format!("deleting {key}"))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_store_error_is_found_inside_an_io_error_too() {
+        let store = || object_store::Error::Generic {
+            store: "S3",
+            source: "connection refused".into(),
+        };
+        let direct = anyhow::Error::new(store()).context("storing x");
+        let wrapped = anyhow::Error::new(std::io::Error::other(store())).context("storing x");
+        assert!(super::unreachable(&direct));
+        assert!(super::unreachable(&wrapped));
+        let missing = anyhow::Error::new(object_store::Error::NotFound {
+            path: "x".into(),
+            source: "gone".into(),
+        });
+        assert!(!super::unreachable(&missing));
+        assert!(!super::unreachable(&anyhow::anyhow!("something else")));
     }
 }
