@@ -45,7 +45,8 @@ pub struct ServeArgs {
     #[arg(long, env = "FILE_LINK_SECRET", hide_env_values = true)]
     pub file_link_secret: Option<String>,
     /// How long a download link stays valid, in seconds.
-    #[arg(long, env = "FILE_LINK_TTL_SECS", default_value_t = 3600)]
+    #[arg(long, env = "FILE_LINK_TTL_SECS", default_value_t = 3600,
+          value_parser = clap::value_parser!(i64).range(1..=crate::links::MAX_TTL_SECS))]
     pub file_link_ttl_secs: i64,
     /// Most database connections in the pool. Default: two per CPU core, at least 4. More
     /// only queue work inside the database: under the status benchmark on 2 cores, 4

@@ -25,13 +25,17 @@ impl std::fmt::Debug for FileLinks {
     }
 }
 
+/// The longest a link may stay valid: a year.
+pub const MAX_TTL_SECS: i64 = 365 * 24 * 3600;
+
 impl FileLinks {
+    /// `ttl_secs` is held to 1 s ..= [`MAX_TTL_SECS`] (the flag is checked the same way).
     pub fn new(base_url: &str, secret: &[u8], ttl_secs: i64) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
             // `new_from_slice` accepts keys of any length for HMAC.
             keyed: <Hmac<Sha256> as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!()),
-            ttl_secs,
+            ttl_secs: ttl_secs.clamp(1, MAX_TTL_SECS),
         }
     }
 
@@ -45,7 +49,7 @@ impl FileLinks {
 
     /// An absolute link to `key`, valid for the configured time.
     pub fn url(&self, key: &str) -> String {
-        let expires = Utc::now().timestamp() + self.ttl_secs;
+        let expires = Utc::now().timestamp().saturating_add(self.ttl_secs);
         let sig = crate::domain::hex(&self.mac(key, expires).finalize().into_bytes());
         format!(
             "{}/files/{}?expires={expires}&sig={sig}",
@@ -68,6 +72,31 @@ impl FileLinks {
 #[cfg(test)]
 mod tests {
     use super::FileLinks;
+
+    /// A lifetime out of range is held to it: a huge one neither overflows nor makes links that
+    /// never verify, and a negative one does not make every link expired.
+    #[test]
+    fn out_of_range_lifetimes_are_held_to_the_range() {
+        for ttl in [i64::MAX, -5, 0] {
+            let links = FileLinks::new("http://h", b"secret", ttl);
+            let url = links.url("org/1/x.csv");
+            let query = url.split_once('?').map(|(_, q)| q).unwrap_or_default();
+            let (mut expires, mut sig) = (0i64, "");
+            for pair in query.split('&') {
+                match pair.split_once('=') {
+                    Some(("expires", v)) => expires = v.parse().unwrap_or(0),
+                    Some(("sig", v)) => sig = v,
+                    _ => {}
+                }
+            }
+            assert!(
+                links.verify("org/1/x.csv", expires, sig),
+                "ttl {ttl}: {url}"
+            );
+            let now = chrono::Utc::now().timestamp();
+            assert!(expires - now <= super::MAX_TTL_SECS, "ttl {ttl}: {url}");
+        }
+    }
 
     fn parts(url: &str) -> (String, i64, String) {
         let rest = url.split("/files/").nth(1).unwrap_or_default();
@@ -114,9 +143,11 @@ mod tests {
             !FileLinks::new("http://h:1", b"other", 60).verify(&key, expires, &sig),
             "other secret"
         );
-        let expired = FileLinks::new("http://h:1", b"secret", -10);
-        let (k, e, s) = parts(&expired.url("a"));
-        assert!(!expired.verify(&k, e, &s), "expired");
+        // A genuine signature of a time gone by.
+        let past = chrono::Utc::now().timestamp() - 10;
+        use hmac::Mac;
+        let s = crate::domain::hex(&links.mac("a", past).finalize().into_bytes());
+        assert!(!links.verify("a", past, &s), "expired");
         assert!(!links.verify(&key, expires, "zz"), "malformed");
     }
 }
