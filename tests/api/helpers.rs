@@ -79,12 +79,18 @@ impl Default for Options {
 static TRACING: Once = Once::new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
-/// A loopback port nobody listens on now (for a server process a test starts).
+/// A loopback port nobody listens on now (for a server process a test starts). It is drawn
+/// below the kernel's ephemeral range (32768 and up on Linux): a port the kernel hands out for
+/// `:0` can be taken, before the server binds it, as the source port of any of the many
+/// connections the tests open, and the server then fails to start.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port")
+    for _ in 0..1_000 {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in 20000..32000")
 }
 
 pub fn postgres_url() -> Option<String> {
