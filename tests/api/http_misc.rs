@@ -376,3 +376,29 @@ async fn metrics_are_exposed_for_prometheus(app: TestApp) {
     }
     assert!(!text.contains(&key), "no key material");
 }
+
+db_tests!(graphiqls_prefilled_query_runs_on_the_demo_data);
+
+/// The query GraphiQL opens with runs as it is, with the key `serve --demo` prints, on the
+/// demo data, and shows the demo series' jobs.
+async fn graphiqls_prefilled_query_runs_on_the_demo_data(app: TestApp) {
+    let demo = coupon_upload_api::demo::seed_if_empty(
+        &app.state.service,
+        Some(std::time::Duration::from_secs(60)),
+    )
+    .await
+    .expect("demo data");
+    let query = coupon_upload_api::http::playground::DEFAULT_QUERY;
+    let data = app
+        .gql_ok(&demo.key.key, query, serde_json::json!({}))
+        .await;
+    let jobs = data["uploadStatus"]["uploadJobStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!jobs.is_empty(), "the pre-filled series has jobs: {data}");
+    assert!(
+        jobs.iter().all(|j| j["uploadStatus"] == "FINISHED"),
+        "{data}"
+    );
+}
