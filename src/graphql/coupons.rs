@@ -1,73 +1,14 @@
-//! Coupons as GraphQL: `Coupon`, the `coupons` connections of a series and of a job (keyset
-//! cursors on the coupon id), their filter, and what `revokeCoupons` answers.
+//! The arguments of the `coupons` connections (their filter, keyset cursors on the coupon id)
+//! and a job's row errors (`rowErrors`, `errorSummary`). The object types that link coupons to
+//! series and jobs (`Coupon`, its connection, `RevokeResult`) are in `types`, with those.
 
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, InputObject, Object, Result};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, Utc};
 
-use super::types::{CouponSeries, UploadJob, loader_err};
-use super::{request_ctx, service};
-use crate::domain::{CouponStatus, CustomerIdentifierType};
-use crate::entity::coupon;
-use crate::error::{AppError, AppResult, GqlResultExt};
-use crate::service::{CouponFilter, CouponPage, CouponScope, Page, Revoked, parse_id};
-
-/// One coupon code in the inventory: who uploaded it, to whom it is tagged, whether it is live.
-pub struct Coupon(pub coupon::Model);
-
-/// One coupon code in the inventory: who uploaded it, to whom it is tagged, whether it is live.
-#[Object]
-impl Coupon {
-    async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
-    }
-    async fn code(&self) -> &str {
-        &self.0.code
-    }
-    async fn coupon_series(&self, ctx: &Context<'_>) -> Result<Option<CouponSeries>> {
-        let rc = request_ctx(ctx)?;
-        let s = rc
-            .loaders()
-            .coupon_series
-            .load_one(self.0.coupon_series_id)
-            .await
-            .map_err(loader_err)?;
-        Ok(s.map(CouponSeries))
-    }
-    /// The upload that created the coupon.
-    async fn upload_job(&self, ctx: &Context<'_>) -> Result<Option<UploadJob>> {
-        let Some(job) = self.0.upload_job_id else {
-            return Ok(None);
-        };
-        let rc = request_ctx(ctx)?;
-        let j = rc
-            .loaders()
-            .upload_job
-            .load_one(job)
-            .await
-            .map_err(loader_err)?;
-        Ok(j.map(UploadJob::new))
-    }
-    /// How the customer is named; null for an untagged coupon.
-    async fn customer_identifier_type(&self) -> Option<CustomerIdentifierType> {
-        self.0.customer_identifier_type
-    }
-    /// The customer the coupon is tagged to (normalized as uploaded); null when untagged.
-    async fn customer_identifier(&self) -> Option<&str> {
-        self.0.customer_identifier.as_deref()
-    }
-    async fn status(&self) -> CouponStatus {
-        self.0.status
-    }
-    async fn created_on(&self) -> DateTime<Utc> {
-        self.0.created_on
-    }
-    async fn revoked_on(&self) -> Option<DateTime<Utc>> {
-        self.0.revoked_on
-    }
-}
+use super::{loader_err, request_ctx};
+use crate::domain::CouponStatus;
+use crate::error::{AppResult, GqlResultExt};
+use crate::service::{CouponFilter, Page, parse_id};
 
 /// Narrows a page of coupons; every field given must hold.
 #[derive(InputObject, Default)]
@@ -95,50 +36,8 @@ impl CouponFilterInput {
     }
 }
 
-/// What a `coupons` connection has beyond its page.
-pub struct CouponConnectionFields {
-    scope: CouponScope,
-    filter: CouponFilter,
-}
-
-#[Object]
-impl CouponConnectionFields {
-    /// Coupons matching the filter, across pages (counted when asked for).
-    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
-        let rc = request_ctx(ctx)?;
-        if let CouponScope::Job(job) = self.scope {
-            // A page of jobs counts in one statement.
-            let n = rc
-                .loaders()
-                .coupon_count_of_job
-                .load_one((job, self.filter.clone()))
-                .await
-                .map_err(loader_err)?;
-            return Ok(n.unwrap_or(0));
-        }
-        service(ctx)?
-            .coupons_count(&rc.org, self.scope, &self.filter)
-            .await
-            .gql()
-    }
-}
-
-pub type CouponConnection = Connection<String, Coupon, CouponConnectionFields>;
-
-const COUPON_CURSOR: &str = "Coupon:";
-
-fn coupon_cursor(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{COUPON_CURSOR}{id}"))
-}
-
-fn parse_coupon_cursor(cursor: &str) -> AppResult<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|s| s.strip_prefix(COUPON_CURSOR).and_then(|id| id.parse().ok()))
-        .ok_or_else(|| AppError::BadUserInput("`after` is not a cursor this API returned".into()))
-}
+/// The kind of the coupons connections' cursors.
+pub const COUPON_CURSOR: &str = "Coupon";
 
 /// The arguments of a `coupons` field, checked.
 pub fn coupon_args(
@@ -146,67 +45,12 @@ pub fn coupon_args(
     after: Option<String>,
     filter: Option<CouponFilterInput>,
 ) -> AppResult<(Page, CouponFilter)> {
-    let after = after.as_deref().map(parse_coupon_cursor).transpose()?;
+    let after = after
+        .as_deref()
+        .map(|c| super::parse_cursor(COUPON_CURSOR, c))
+        .transpose()?;
     let page = Page::new(first, after)?;
     Ok((page, filter.unwrap_or_default().checked()?))
-}
-
-/// A page as a connection.
-pub fn connection(
-    scope: CouponScope,
-    filter: CouponFilter,
-    page: Page,
-    got: CouponPage,
-) -> CouponConnection {
-    let mut conn = Connection::with_additional_fields(
-        page.after.is_some(),
-        got.has_next_page,
-        CouponConnectionFields { scope, filter },
-    );
-    conn.edges.extend(
-        got.items
-            .into_iter()
-            .map(|c| Edge::new(coupon_cursor(c.id), Coupon(c))),
-    );
-    conn
-}
-
-/// What `revokeCoupons` did.
-pub struct RevokeResult(pub Revoked);
-
-/// What `revokeCoupons` did: unknown codes are reported, not fatal.
-#[Object]
-impl RevokeResult {
-    /// Coupons revoked by this call.
-    async fn revoked_count(&self) -> usize {
-        self.0.revoked.len()
-    }
-    /// The coupons revoked by this call, as they are now.
-    async fn revoked(&self) -> Vec<Coupon> {
-        self.0.revoked.iter().cloned().map(Coupon).collect()
-    }
-    /// Codes of the series that were revoked before (they stay revoked).
-    async fn already_revoked_codes(&self) -> &[String] {
-        &self.0.already_revoked
-    }
-    /// Codes with no coupon in the series.
-    async fn unknown_codes(&self) -> &[String] {
-        &self.0.unknown
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn coupon_cursors_round_trip_and_reject_junk() {
-        assert_eq!(
-            super::parse_coupon_cursor(&super::coupon_cursor(7)).ok(),
-            Some(7)
-        );
-        for junk in ["7", "", "Q291cG9uOg", "é", "Q291cG9uU2VyaWVzOjE"] {
-            assert!(super::parse_coupon_cursor(junk).is_err(), "{junk}");
-        }
-    }
 }
 
 /// One rejected row of an upload, as the job's error file has it.
@@ -270,23 +114,7 @@ impl RowErrorConnectionFields {
 
 pub type RowErrorConnection = Connection<String, RowErrorNode, RowErrorConnectionFields>;
 
-const ROW_ERROR_CURSOR: &str = "RowError:";
-
-fn row_error_cursor(row: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{ROW_ERROR_CURSOR}{row}"))
-}
-
-fn parse_row_error_cursor(cursor: &str) -> AppResult<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|s| {
-            s.strip_prefix(ROW_ERROR_CURSOR)
-                .and_then(|n| n.parse().ok())
-        })
-        .ok_or_else(|| AppError::BadUserInput("`after` is not a cursor this API returned".into()))
-}
+const ROW_ERROR_CURSOR: &str = "RowError";
 
 /// `UploadJob.rowErrors`: the job's page of rejected rows, by row number.
 pub async fn row_errors(
@@ -299,7 +127,7 @@ pub async fn row_errors(
     let rc = request_ctx(ctx)?;
     let after = after
         .as_deref()
-        .map(parse_row_error_cursor)
+        .map(|c| super::parse_cursor(ROW_ERROR_CURSOR, c))
         .transpose()
         .gql()?;
     let page = Page::new(first, after).gql()?;
@@ -320,11 +148,12 @@ pub async fn row_errors(
         got.has_next_page,
         RowErrorConnectionFields { job: errors, code },
     );
-    conn.edges.extend(
-        got.items
-            .into_iter()
-            .map(|e| Edge::new(row_error_cursor(e.row_number), RowErrorNode(e))),
-    );
+    conn.edges.extend(got.items.into_iter().map(|e| {
+        Edge::new(
+            super::cursor(ROW_ERROR_CURSOR, e.row_number),
+            RowErrorNode(e),
+        )
+    }));
     Ok(conn)
 }
 

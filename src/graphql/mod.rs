@@ -153,10 +153,52 @@ pub(crate) fn service<'a>(ctx: &Context<'a>) -> async_graphql::Result<&'a Servic
         .map_err(|_| internal("service missing from schema data"))
 }
 
+/// A loader's error as the field's error, with its code.
+pub(crate) fn loader_err(e: Arc<AppError>) -> async_graphql::Error {
+    async_graphql::ErrorExtensions::extend(e.as_ref())
+}
+
+/// A connection's cursor: `kind:n`, base64url, opaque to clients.
+pub(crate) fn cursor(kind: &str, n: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{kind}:{n}"))
+}
+
+/// The `n` of a cursor of this `kind`; any other text (another connection's cursor too) is
+/// `BAD_USER_INPUT`.
+pub(crate) fn parse_cursor(kind: &str, cursor: &str) -> crate::error::AppResult<i64> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|raw| String::from_utf8(raw).ok())
+        .and_then(|s| {
+            s.strip_prefix(kind)
+                .and_then(|rest| rest.strip_prefix(':'))
+                .and_then(|n| n.parse().ok())
+        })
+        .ok_or_else(|| AppError::BadUserInput("`after` is not a cursor this API returned".into()))
+}
+
 /// A page of `first` items (default: the default page size) costs `first` times one item.
 pub(crate) fn list_complexity(first: Option<i32>, child_complexity: usize) -> usize {
     let n = first.map_or(crate::service::DEFAULT_PAGE_SIZE as usize, |f| {
         f.max(0) as usize
     });
     n.max(1).saturating_mul(child_complexity)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cursors_round_trip_and_reject_junk_and_other_kinds() {
+        assert_eq!(
+            super::parse_cursor("Coupon", &super::cursor("Coupon", 7)).ok(),
+            Some(7)
+        );
+        let series = super::cursor("CouponSeries", 1);
+        for junk in ["7", "", "Q291cG9uOg", "é", series.as_str()] {
+            assert!(super::parse_cursor("Coupon", junk).is_err(), "{junk}");
+        }
+    }
 }

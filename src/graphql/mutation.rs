@@ -131,10 +131,10 @@ impl MutationRoot {
         ctx: &Context<'_>,
         coupon_series_id: ID,
         codes: Vec<String>,
-    ) -> Result<super::coupons::RevokeResult> {
+    ) -> Result<super::types::RevokeResult> {
         let rc = request_ctx(ctx)?;
         let id = parse_id("couponSeriesId", &coupon_series_id).gql()?;
-        Ok(super::coupons::RevokeResult(
+        Ok(super::types::RevokeResult(
             service(ctx)?
                 .revoke_coupons(&rc.org, id, &codes)
                 .await

@@ -1,11 +1,9 @@
 use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ID, Object, Result, SimpleObject};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use super::types::{AudienceGroup, CouponSeries, UploadJob, UploadStatus};
 use super::{request_ctx, service};
-use crate::error::{AppError, AppResult, GqlResultExt};
+use crate::error::{AppResult, GqlResultExt};
 use crate::service::{Page, parse_id};
 
 pub struct QueryRoot;
@@ -17,19 +15,14 @@ pub struct SeriesConnectionFields {
     total_count: u64,
 }
 
-const SERIES_CURSOR: &str = "CouponSeries:";
+const SERIES_CURSOR: &str = "CouponSeries";
 
 fn series_cursor(id: i64) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{SERIES_CURSOR}{id}"))
+    super::cursor(SERIES_CURSOR, id)
 }
 
 fn parse_series_cursor(cursor: &str) -> AppResult<i64> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|raw| String::from_utf8(raw).ok())
-        .and_then(|s| s.strip_prefix(SERIES_CURSOR).and_then(|id| id.parse().ok()))
-        .ok_or_else(|| AppError::BadUserInput("`after` is not a cursor this API returned".into()))
+    super::parse_cursor(SERIES_CURSOR, cursor)
 }
 
 #[Object(name = "Query")]
@@ -101,13 +94,13 @@ impl QueryRoot {
         &self,
         ctx: &Context<'_>,
         code: String,
-    ) -> Result<Option<super::coupons::Coupon>> {
+    ) -> Result<Option<super::types::Coupon>> {
         let rc = request_ctx(ctx)?;
         Ok(service(ctx)?
             .coupon_by_code(&rc.org, &code)
             .await
             .gql()?
-            .map(super::coupons::Coupon))
+            .map(super::types::Coupon))
     }
 
     /// One audience group of the caller's org; null if there is none with this id.

@@ -2,19 +2,18 @@
 //! Capillary's status API exactly. Every object has `id: ID!` so client caches
 //! (Apollo Client, urql) normalize it.
 
-use std::sync::Arc;
-
+use async_graphql::connection::{Connection, Edge};
 use async_graphql::{Context, ErrorExtensions, ID, Object, Result};
 use chrono::{DateTime, Utc};
 
-use super::{request_ctx, service};
+use super::{loader_err, request_ctx, service};
 use crate::domain::{
-    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CustomerIdentifierType,
-    UploadJobStatus,
+    AudienceGroupStatus, AudienceGroupType, ClientHandlingType, CouponStatus,
+    CustomerIdentifierType, UploadJobStatus,
 };
-use crate::entity::{audience_group, audience_group_version, coupon_series, upload_job};
+use crate::entity::{audience_group, audience_group_version, coupon, coupon_series, upload_job};
 use crate::error::{AppError, GqlResultExt};
-use crate::service::{self, Page, Service};
+use crate::service::{self, CouponFilter, CouponPage, CouponScope, Page, Revoked, Service};
 use crate::view::{JobField, Value, with_job_fields};
 
 /// GraphQL `Int` is 32-bit; counts are stored as 64-bit and saturate (never wrap) on the way out.
@@ -24,10 +23,6 @@ pub(crate) fn int(n: i64) -> i32 {
 
 fn id(n: i64) -> ID {
     ID(n.to_string())
-}
-
-pub(crate) fn loader_err(e: Arc<AppError>) -> async_graphql::Error {
-    e.as_ref().extend()
 }
 
 /// The upload status of one coupon series: the answer to `uploadStatus(couponSeriesId:)`.
@@ -440,7 +435,7 @@ macro_rules! job_object {
                 first: Option<i32>,
                 after: Option<String>,
                 filter: Option<super::coupons::CouponFilterInput>,
-            ) -> Result<super::coupons::CouponConnection> {
+            ) -> Result<CouponConnection> {
                 let rc = request_ctx(ctx)?;
                 let (page, filter) = super::coupons::coupon_args(first, after, filter).gql()?;
                 let job = service::JobCoupons::of(&self.0);
@@ -455,7 +450,7 @@ macro_rules! job_object {
                     .await
                     .map_err(loader_err)?
                     .unwrap_or_default();
-                Ok(super::coupons::connection(
+                Ok(connection(
                     service::CouponScope::Job(job),
                     filter,
                     page,
@@ -563,7 +558,7 @@ impl CouponSeries {
         first: Option<i32>,
         after: Option<String>,
         filter: Option<super::coupons::CouponFilterInput>,
-    ) -> Result<super::coupons::CouponConnection> {
+    ) -> Result<CouponConnection> {
         let rc = request_ctx(ctx)?;
         let (page, filter) = super::coupons::coupon_args(first, after, filter).gql()?;
         let scope = service::CouponScope::Series(self.0.id);
@@ -571,7 +566,7 @@ impl CouponSeries {
             .coupons_page(&rc.org, scope, &filter, page)
             .await
             .gql()?;
-        Ok(super::coupons::connection(scope, filter, page, got))
+        Ok(connection(scope, filter, page, got))
     }
     /// The audience group formed by the series' tagged uploads; null until the first one.
     async fn audience_group(&self, ctx: &Context<'_>) -> Result<Option<AudienceGroup>> {
@@ -703,5 +698,135 @@ impl AudienceGroupVersion {
             .await
             .map_err(loader_err)?;
         Ok(g.map(AudienceGroup))
+    }
+}
+
+/// One coupon code in the inventory: who uploaded it, to whom it is tagged, whether it is live.
+pub struct Coupon(pub coupon::Model);
+
+/// One coupon code in the inventory: who uploaded it, to whom it is tagged, whether it is live.
+#[Object]
+impl Coupon {
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    async fn code(&self) -> &str {
+        &self.0.code
+    }
+    async fn coupon_series(&self, ctx: &Context<'_>) -> Result<Option<CouponSeries>> {
+        let rc = request_ctx(ctx)?;
+        let s = rc
+            .loaders()
+            .coupon_series
+            .load_one(self.0.coupon_series_id)
+            .await
+            .map_err(loader_err)?;
+        Ok(s.map(CouponSeries))
+    }
+    /// The upload that created the coupon.
+    async fn upload_job(&self, ctx: &Context<'_>) -> Result<Option<UploadJob>> {
+        let Some(job) = self.0.upload_job_id else {
+            return Ok(None);
+        };
+        let rc = request_ctx(ctx)?;
+        let j = rc
+            .loaders()
+            .upload_job
+            .load_one(job)
+            .await
+            .map_err(loader_err)?;
+        Ok(j.map(UploadJob::new))
+    }
+    /// How the customer is named; null for an untagged coupon.
+    async fn customer_identifier_type(&self) -> Option<CustomerIdentifierType> {
+        self.0.customer_identifier_type
+    }
+    /// The customer the coupon is tagged to (normalized as uploaded); null when untagged.
+    async fn customer_identifier(&self) -> Option<&str> {
+        self.0.customer_identifier.as_deref()
+    }
+    async fn status(&self) -> CouponStatus {
+        self.0.status
+    }
+    async fn created_on(&self) -> DateTime<Utc> {
+        self.0.created_on
+    }
+    async fn revoked_on(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_on
+    }
+}
+
+/// What a `coupons` connection has beyond its page.
+pub struct CouponConnectionFields {
+    scope: CouponScope,
+    filter: CouponFilter,
+}
+
+#[Object]
+impl CouponConnectionFields {
+    /// Coupons matching the filter, across pages (counted when asked for).
+    async fn total_count(&self, ctx: &Context<'_>) -> Result<u64> {
+        let rc = request_ctx(ctx)?;
+        if let CouponScope::Job(job) = self.scope {
+            // A page of jobs counts in one statement.
+            let n = rc
+                .loaders()
+                .coupon_count_of_job
+                .load_one((job, self.filter.clone()))
+                .await
+                .map_err(loader_err)?;
+            return Ok(n.unwrap_or(0));
+        }
+        service(ctx)?
+            .coupons_count(&rc.org, self.scope, &self.filter)
+            .await
+            .gql()
+    }
+}
+
+pub type CouponConnection = Connection<String, Coupon, CouponConnectionFields>;
+
+/// A page as a connection.
+pub fn connection(
+    scope: CouponScope,
+    filter: CouponFilter,
+    page: Page,
+    got: CouponPage,
+) -> CouponConnection {
+    let mut conn = Connection::with_additional_fields(
+        page.after.is_some(),
+        got.has_next_page,
+        CouponConnectionFields { scope, filter },
+    );
+    conn.edges.extend(got.items.into_iter().map(|c| {
+        Edge::new(
+            super::cursor(super::coupons::COUPON_CURSOR, c.id),
+            Coupon(c),
+        )
+    }));
+    conn
+}
+
+/// What `revokeCoupons` did.
+pub struct RevokeResult(pub Revoked);
+
+/// What `revokeCoupons` did: unknown codes are reported, not fatal.
+#[Object]
+impl RevokeResult {
+    /// Coupons revoked by this call.
+    async fn revoked_count(&self) -> usize {
+        self.0.revoked.len()
+    }
+    /// The coupons revoked by this call, as they are now.
+    async fn revoked(&self) -> Vec<Coupon> {
+        self.0.revoked.iter().cloned().map(Coupon).collect()
+    }
+    /// Codes of the series that were revoked before (they stay revoked).
+    async fn already_revoked_codes(&self) -> &[String] {
+        &self.0.already_revoked
+    }
+    /// Codes with no coupon in the series.
+    async fn unknown_codes(&self) -> &[String] {
+        &self.0.unknown
     }
 }

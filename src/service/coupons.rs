@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, ExprTrait, Func, Query, UnionType};
+use sea_orm::sea_query::{Expr, ExprTrait, Func};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Select,
@@ -22,7 +22,7 @@ use crate::error::{AppError, AppResult};
 use crate::ingest::rules::CouponCode;
 
 /// The most codes one `revokeCoupons` call may name.
-pub const MAX_REVOKE_CODES: usize = 1_000;
+const MAX_REVOKE_CODES: usize = 1_000;
 
 /// What a page of coupons is narrowed to; every field optional, all given must hold.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -101,11 +101,7 @@ impl JobCoupons {
 }
 
 /// One page of coupons, oldest (lowest id) first.
-#[derive(Clone, Debug, Default)]
-pub struct CouponPage {
-    pub items: Vec<coupon::Model>,
-    pub has_next_page: bool,
-}
+pub type CouponPage = super::PageOf<coupon::Model>;
 
 /// What `revokeCoupons` did.
 #[derive(Clone, Debug, Default)]
@@ -119,7 +115,7 @@ pub struct Revoked {
 }
 
 /// A code a client names: the characters and length a coupon code may have.
-pub fn checked_code(what: &str, raw: &str) -> AppResult<String> {
+fn checked_code(what: &str, raw: &str) -> AppResult<String> {
     if raw.chars().any(char::is_control) {
         return Err(AppError::BadUserInput(format!(
             "{what} contains a control character; a coupon code has only letters, digits, '-' and '_'"
@@ -143,6 +139,15 @@ fn scoped(org: &OrgContext, scope: CouponScope, filter: &CouponFilter) -> Select
         }
     };
     filter.apply(q)
+}
+
+/// `page` of `q`: after the cursor's id, oldest first, one more than asked (more follow?).
+fn page_of(q: Select<coupon::Entity>, page: Page) -> Select<coupon::Entity> {
+    let q = match page.after {
+        Some(after) => q.filter(coupon::Column::Id.gt(after)),
+        None => q,
+    };
+    q.order_by_asc(coupon::Column::Id).limit(page.first + 1)
 }
 
 impl Service {
@@ -210,21 +215,10 @@ impl Service {
         filter: &CouponFilter,
         page: Page,
     ) -> AppResult<CouponPage> {
-        let mut q = scoped(org, scope, filter);
-        if let Some(after) = page.after {
-            q = q.filter(coupon::Column::Id.gt(after));
-        }
-        let mut items = q
-            .order_by_asc(coupon::Column::Id)
-            .limit(page.first + 1)
+        let items = page_of(scoped(org, scope, filter), page)
             .all(&self.db)
             .await?;
-        let has_next_page = items.len() as u64 > page.first;
-        items.truncate(page.first as usize);
-        Ok(CouponPage {
-            items,
-            has_next_page,
-        })
+        Ok(CouponPage::of(items, page.first))
     }
 
     /// How many coupons the scope and filter hold (asked only when `totalCount` is selected).
@@ -246,43 +240,21 @@ impl Service {
         filter: &CouponFilter,
         page: Page,
     ) -> AppResult<HashMap<i64, CouponPage>> {
-        let mut pages: HashMap<i64, CouponPage> = HashMap::new();
-        let backend = self.db.get_database_backend();
-        for chunk in jobs.chunks(200) {
-            let mut branches = chunk.iter().map(|j| {
-                let mut q = scoped(org, CouponScope::Job(*j), filter);
-                if let Some(after) = page.after {
-                    q = q.filter(coupon::Column::Id.gt(after));
-                }
-                let inner = q
-                    .order_by_asc(coupon::Column::Id)
-                    .limit(page.first + 1)
-                    .into_query();
-                // Each branch is a subquery: SQLite takes no `LIMIT` in a compound's member.
-                Query::select()
-                    .column(sea_orm::sea_query::Asterisk)
-                    .from_subquery(inner, sea_orm::sea_query::Alias::new("c"))
-                    .to_owned()
-            });
-            let Some(mut union) = branches.next() else {
-                continue;
-            };
-            for b in branches {
-                union.union(UnionType::All, b);
-            }
-            let rows = self.db.query_all_raw(backend.build(&union)).await?;
-            for row in rows {
-                let c = coupon::Model::from_query_result(&row, "")?;
-                let Some(job) = c.upload_job_id else { continue };
-                pages.entry(job).or_default().items.push(c);
+        let branches = jobs
+            .iter()
+            .map(|j| {
+                let q = scoped(org, CouponScope::Job(*j), filter);
+                super::union_branch(page_of(q, page).into_query())
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for row in self.union_all(branches).await? {
+            let c = coupon::Model::from_query_result(&row, "")?;
+            if let Some(job) = c.upload_job_id {
+                rows.push((job, c));
             }
         }
-        for p in pages.values_mut() {
-            p.items.sort_by_key(|c| c.id);
-            p.has_next_page = p.items.len() as u64 > page.first;
-            p.items.truncate(page.first as usize);
-        }
-        Ok(pages)
+        Ok(super::pages_by_owner(rows, page.first, |c| c.id))
     }
 
     /// How many coupons each job holds under `filter`, in one statement.
@@ -292,27 +264,21 @@ impl Service {
         jobs: &[JobCoupons],
         filter: &CouponFilter,
     ) -> AppResult<HashMap<i64, u64>> {
-        let mut counts = HashMap::new();
-        let backend = self.db.get_database_backend();
-        for chunk in jobs.chunks(200) {
-            let mut branches = chunk.iter().map(|j| {
+        let branches = jobs
+            .iter()
+            .map(|j| {
                 scoped(org, CouponScope::Job(*j), filter)
                     .select_only()
                     .column_as(Expr::val(j.job_id), "job_id")
                     .column_as(Expr::cust("COUNT(*)"), "n")
                     .into_query()
-            });
-            let Some(mut union) = branches.next() else {
-                continue;
-            };
-            for b in branches {
-                union.union(UnionType::All, b);
-            }
-            for row in self.db.query_all_raw(backend.build(&union)).await? {
-                let job: i64 = row.try_get("", "job_id")?;
-                let n: i64 = row.try_get("", "n")?;
-                counts.insert(job, Ord::max(n, 0) as u64);
-            }
+            })
+            .collect();
+        let mut counts = HashMap::new();
+        for row in self.union_all(branches).await? {
+            let job: i64 = row.try_get("", "job_id")?;
+            let n: i64 = row.try_get("", "n")?;
+            counts.insert(job, Ord::max(n, 0) as u64);
         }
         Ok(counts)
     }

@@ -18,14 +18,14 @@ mod uploads;
 
 pub use api_keys::{DEFAULT_KEY_CACHE_TTL, NewApiKey};
 pub use audience::{DEFAULT_VERSIONS_PAGE, MAX_VERSIONS_PAGE, versions_page};
-pub use coupons::{
-    CouponFilter, CouponPage, CouponScope, JobCoupons, MAX_REVOKE_CODES, Revoked, checked_code,
-};
+pub use coupons::{CouponFilter, CouponPage, CouponScope, JobCoupons, Revoked};
 pub use row_errors::{JobErrors, RowError, RowErrorPage};
 pub use series::SeriesPage;
 pub use series::{CouponSeriesChanges, NewCouponSeries};
 pub use status_page::{JobWithAudience, StatusPage, UploadStatus};
 pub use uploads::{NewUpload, UPLOAD_TABLE, result_keys, sanitize_file_name};
+
+use std::collections::HashMap;
 
 use crate::domain::OrgContext;
 use crate::error::{AppError, AppResult};
@@ -192,6 +192,91 @@ impl Page {
             }
         };
         Ok(Self { first, after })
+    }
+}
+
+/// One keyset page of `T`, and whether more follow.
+#[derive(Clone, Debug)]
+pub struct PageOf<T> {
+    pub items: Vec<T>,
+    pub has_next_page: bool,
+}
+
+impl<T> Default for PageOf<T> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            has_next_page: false,
+        }
+    }
+}
+
+impl<T> PageOf<T> {
+    /// The page out of up to `first + 1` items read in order (the extra one says more follow).
+    fn of(mut items: Vec<T>, first: u64) -> Self {
+        let has_next_page = items.len() as u64 > first;
+        items.truncate(first as usize);
+        Self {
+            items,
+            has_next_page,
+        }
+    }
+}
+
+/// Pages of many owners (jobs) at once: `rows` are (owner, item), up to `first + 1` items an
+/// owner, put in order by `key` (a `UNION ALL` promises no order across its branches).
+fn pages_by_owner<T>(
+    rows: Vec<(i64, T)>,
+    first: u64,
+    key: impl Fn(&T) -> i64,
+) -> HashMap<i64, PageOf<T>> {
+    let mut by_owner: HashMap<i64, Vec<T>> = HashMap::new();
+    for (owner, item) in rows {
+        by_owner.entry(owner).or_default().push(item);
+    }
+    by_owner
+        .into_iter()
+        .map(|(owner, mut items)| {
+            items.sort_by_key(&key);
+            (owner, PageOf::of(items, first))
+        })
+        .collect()
+}
+
+/// Branches per `UNION ALL` statement (each binds a handful of values: far under any limit).
+const UNION_BRANCHES: usize = 200;
+
+/// `SELECT * FROM (inner)`: a `UNION ALL` branch that keeps its own `ORDER BY` and `LIMIT`
+/// (SQLite takes neither in a compound's member).
+fn union_branch(inner: sea_orm::sea_query::SelectStatement) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(sea_orm::sea_query::Asterisk)
+        .from_subquery(inner, sea_orm::sea_query::Alias::new("b"))
+        .to_owned()
+}
+
+impl Service {
+    /// The rows of every branch, one statement per [`UNION_BRANCHES`] branches: how pages and
+    /// counts of many jobs are read at once.
+    async fn union_all(
+        &self,
+        branches: Vec<sea_orm::sea_query::SelectStatement>,
+    ) -> AppResult<Vec<sea_orm::QueryResult>> {
+        use sea_orm::ConnectionTrait;
+        let backend = self.db.get_database_backend();
+        let mut rows = Vec::new();
+        let mut branches = branches.into_iter().peekable();
+        while branches.peek().is_some() {
+            let mut chunk = branches.by_ref().take(UNION_BRANCHES);
+            let Some(mut union) = chunk.next() else {
+                break;
+            };
+            for b in chunk {
+                union.union(sea_orm::sea_query::UnionType::All, b);
+            }
+            rows.extend(self.db.query_all_raw(backend.build(&union)).await?);
+        }
+        Ok(rows)
     }
 }
 

@@ -10,10 +10,9 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, Query, UnionType};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect,
-    QueryTrait, Select,
+    ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, QueryTrait, Select,
 };
 
 use super::{Page, Service};
@@ -34,11 +33,7 @@ pub struct RowError {
 }
 
 /// One page of a job's row errors, by row number.
-#[derive(Clone, Debug, Default)]
-pub struct RowErrorPage {
-    pub items: Vec<RowError>,
-    pub has_next_page: bool,
-}
+pub type RowErrorPage = super::PageOf<RowError>;
 
 /// What reading a job's row errors needs to know of the job (a job read in the caller's org).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -104,63 +99,48 @@ impl Service {
         code: Option<RowErrorCode>,
         page: Page,
     ) -> AppResult<HashMap<i64, RowErrorPage>> {
-        let mut pages: HashMap<i64, RowErrorPage> = HashMap::new();
         let jobs: Vec<&JobErrors> = jobs.iter().filter(|j| ended(j)).collect();
-        for j in &jobs {
-            self.restore_row_errors(j).await?;
-        }
-        let backend = self.db.get_database_backend();
-        for chunk in jobs.chunks(200) {
-            let mut branches = chunk.iter().map(|j| {
-                let mut q = errors_of(j, code);
-                if let Some(after) = page.after {
-                    q = q.filter(upload_row::Column::RowNumber.gt(after));
-                }
-                let inner = as_row_errors(q)
-                    .expr_as(Expr::val(j.job_id), "job_id")
-                    .order_by(upload_row::Column::RowNumber, sea_orm::Order::Asc)
-                    .limit(page.first + 1)
-                    .to_owned();
-                Query::select()
-                    .column(sea_orm::sea_query::Asterisk)
-                    .from_subquery(inner, sea_orm::sea_query::Alias::new("e"))
-                    .to_owned()
-            });
-            let Some(mut union) = branches.next() else {
-                continue;
-            };
-            for b in branches {
-                union.union(UnionType::All, b);
-            }
-            for row in self.db.query_all_raw(backend.build(&union)).await? {
-                let job: i64 = row.try_get("", "job_id")?;
-                pages
-                    .entry(job)
-                    .or_default()
-                    .items
-                    .push(RowError::from_query_result(&row, "")?);
-            }
-        }
-        for p in pages.values_mut() {
-            p.items.sort_by_key(|e| e.row_number);
-            p.has_next_page = p.items.len() as u64 > page.first;
-            p.items.truncate(page.first as usize);
+        let mut pages = self.row_error_pages(&jobs, code, page).await?;
+        // A job with errors and an empty page may be one whose rows were all purged.
+        let missing: Vec<&JobErrors> = jobs
+            .iter()
+            .copied()
+            .filter(|j| j.error_count > 0 && !pages.contains_key(&j.job_id))
+            .collect();
+        if self.restore_row_errors(&missing).await? {
+            pages.extend(self.row_error_pages(&missing, code, page).await?);
         }
         Ok(pages)
     }
 
-    /// How many of the (ended) job's rows were rejected with `code` (any code when `None`).
-    pub async fn row_error_count(
+    async fn row_error_pages(
         &self,
-        job: &JobErrors,
+        jobs: &[&JobErrors],
         code: Option<RowErrorCode>,
-    ) -> AppResult<u64> {
-        use sea_orm::PaginatorTrait;
-        if !ended(job) {
-            return Ok(0);
+        page: Page,
+    ) -> AppResult<HashMap<i64, RowErrorPage>> {
+        let branches = jobs
+            .iter()
+            .map(|j| {
+                let mut q = errors_of(j, code);
+                if let Some(after) = page.after {
+                    q = q.filter(upload_row::Column::RowNumber.gt(after));
+                }
+                super::union_branch(
+                    as_row_errors(q)
+                        .expr_as(Expr::val(j.job_id), "job_id")
+                        .order_by(upload_row::Column::RowNumber, sea_orm::Order::Asc)
+                        .limit(page.first + 1)
+                        .to_owned(),
+                )
+            })
+            .collect();
+        let mut rows = Vec::new();
+        for row in self.union_all(branches).await? {
+            let job: i64 = row.try_get("", "job_id")?;
+            rows.push((job, RowError::from_query_result(&row, "")?));
         }
-        self.restore_row_errors(job).await?;
-        Ok(errors_of(job, code).count(&self.db).await?)
+        Ok(super::pages_by_owner(rows, page.first, |e| e.row_number))
     }
 
     /// Each (ended) job's count of rejected rows per error code, in one statement, codes in
@@ -174,13 +154,26 @@ impl Service {
             .iter()
             .filter(|j| ended(j) && j.org_id == org.org_id)
             .collect();
-        let mut out: HashMap<i64, Vec<(RowErrorCode, i64)>> = HashMap::new();
-        for j in &jobs {
-            self.restore_row_errors(j).await?;
+        let mut out = self.summaries(&jobs).await?;
+        // A job with errors and none found may be one whose rows were all purged.
+        let missing: Vec<&JobErrors> = jobs
+            .iter()
+            .copied()
+            .filter(|j| j.error_count > 0 && !out.contains_key(&j.job_id))
+            .collect();
+        if self.restore_row_errors(&missing).await? {
+            out.extend(self.summaries(&missing).await?);
         }
-        let backend = self.db.get_database_backend();
-        for chunk in jobs.chunks(200) {
-            let mut branches = chunk.iter().map(|j| {
+        Ok(out)
+    }
+
+    async fn summaries(
+        &self,
+        jobs: &[&JobErrors],
+    ) -> AppResult<HashMap<i64, Vec<(RowErrorCode, i64)>>> {
+        let branches = jobs
+            .iter()
+            .map(|j| {
                 errors_of(j, None)
                     .select_only()
                     .column_as(Expr::val(j.job_id), "job_id")
@@ -188,19 +181,14 @@ impl Service {
                     .column_as(Expr::cust("COUNT(*)"), "n")
                     .group_by(upload_row::Column::ErrorCode)
                     .into_query()
-            });
-            let Some(mut union) = branches.next() else {
-                continue;
-            };
-            for b in branches {
-                union.union(UnionType::All, b);
-            }
-            for row in self.db.query_all_raw(backend.build(&union)).await? {
-                let job: i64 = row.try_get("", "job_id")?;
-                let code: RowErrorCode = row.try_get("", "error_code")?;
-                let n: i64 = row.try_get("", "n")?;
-                out.entry(job).or_default().push((code, n));
-            }
+            })
+            .collect();
+        let mut out: HashMap<i64, Vec<(RowErrorCode, i64)>> = HashMap::new();
+        for row in self.union_all(branches).await? {
+            let job: i64 = row.try_get("", "job_id")?;
+            let code: RowErrorCode = row.try_get("", "error_code")?;
+            let n: i64 = row.try_get("", "n")?;
+            out.entry(job).or_default().push((code, n));
         }
         for counts in out.values_mut() {
             counts.sort_by_key(|(c, _)| RowErrorCode::ALL.iter().position(|x| x == c));
@@ -208,14 +196,20 @@ impl Service {
         Ok(out)
     }
 
-    /// A job that ended with errors, whose staged rows were all purged before rejected rows were
-    /// kept, gets its error rows back from its error file (once: afterwards they are there).
-    async fn restore_row_errors(&self, job: &JobErrors) -> AppResult<()> {
-        if job.error_count == 0 {
-            return Ok(());
+    /// Each of `jobs` (ended with errors, none of which were found) that has no error rows at
+    /// all had its staged rows purged before rejected rows were kept: it gets them back from its
+    /// error file (once: afterwards they are there). `true` if any job got rows back.
+    async fn restore_row_errors(&self, jobs: &[&JobErrors]) -> AppResult<bool> {
+        let mut restored = false;
+        for job in jobs {
+            restored |= self.restore_job_row_errors(job).await?;
         }
+        Ok(restored)
+    }
+
+    async fn restore_job_row_errors(&self, job: &JobErrors) -> AppResult<bool> {
         let Some(key) = job.error_file_key.as_deref() else {
-            return Ok(());
+            return Ok(false);
         };
         let any = upload_row::Entity::find()
             .select_only()
@@ -227,10 +221,10 @@ impl Service {
             .one(&self.db)
             .await?;
         if any.is_some() {
-            return Ok(());
+            return Ok(false);
         }
         let Some(file) = self.storage.open(key).await? else {
-            return Ok(());
+            return Ok(false);
         };
         use futures_util::TryStreamExt;
         let bytes: Vec<u8> = file
@@ -280,6 +274,6 @@ impl Service {
             rows = rows.len(),
             "row errors restored from the error file"
         );
-        Ok(())
+        Ok(!rows.is_empty())
     }
 }
